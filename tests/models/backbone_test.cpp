@@ -1,0 +1,81 @@
+// Backbones: parameter counts and MACs against the published sizes, state_dict names, shapes.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <set>
+
+#include "engine/ops.h"
+#include "models/backbone.h"
+
+namespace ff {
+namespace {
+
+TEST(Backbone, IResNetSizesMatchThePublishedOnes) {
+  // Published at 112x112, 512-d: r18 24.0M / 2.61 GMACs, r50 43.6M / 6.31, r100 65.2M / 12.1.
+  struct Expect {
+    const char* arch;
+    double params_m, gmacs;
+  };
+  for (Expect e : {Expect{"r18", 24.0, 2.61}, Expect{"r50", 43.6, 6.31}, Expect{"r100", 65.2, 12.1}}) {
+    BackboneConfig cfg;
+    cfg.arch = e.arch;
+    auto net = make_backbone(cfg);
+    double params = net->parameter_count() / 1e6, gmacs = net->macs() / 1e9;
+    std::printf("[size] %-5s %.2fM parameters, %.2f GMACs (published %.1fM, %.2f)\n", e.arch, params, gmacs, e.params_m,
+                e.gmacs);
+    EXPECT_NEAR(params, e.params_m, 0.1) << e.arch;
+    EXPECT_NEAR(gmacs, e.gmacs, 0.02 * e.gmacs) << e.arch;
+  }
+}
+
+TEST(Backbone, StateDictUsesThePyTorchNames) {
+  BackboneConfig cfg;
+  cfg.arch = "r18";
+  cfg.width = 0.25;
+  cfg.input_size = 32;
+  auto net = make_backbone(cfg);
+  std::set<std::string> names;
+  for (auto& [n, t] : net->state_dict()) names.insert(n);
+  for (const char* n : {"conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
+                        "bn1.num_batches_tracked", "prelu.weight", "layer1.0.bn1.weight", "layer1.0.conv1.weight",
+                        "layer1.0.bn2.running_var", "layer1.0.prelu.weight", "layer1.0.conv2.weight",
+                        "layer1.0.bn3.bias", "layer1.0.downsample.0.weight", "layer1.0.downsample.1.running_mean",
+                        "layer4.1.conv2.weight", "bn2.weight", "fc.weight", "fc.bias", "features.weight",
+                        "features.bias", "features.running_mean"})
+    EXPECT_TRUE(names.count(n)) << "missing " << n;
+  EXPECT_FALSE(names.count("layer1.1.downsample.0.weight"));
+  // features.weight is fixed at 1 and not trained.
+  bool trainable_features = false;
+  for (auto& [n, t] : net->named_parameters()) trainable_features |= n == "features.weight";
+  EXPECT_FALSE(trainable_features);
+}
+
+TEST(Backbone, ForwardGivesEmbeddingsOfTheConfiguredSize) {
+  for (const char* arch : {"r18", "mbf"}) {
+    BackboneConfig cfg;
+    cfg.arch = arch;
+    cfg.width = 0.125;
+    cfg.input_size = 32;
+    cfg.embedding_size = 24;
+    auto net = make_backbone(cfg);
+    Rng rng(1);
+    Tensor x = randn({3, 3, 32, 32}, rng);
+    Tensor y = net->forward(x);
+    EXPECT_EQ(y.shape(), (Shape{3, 24})) << arch;
+    sum(square(y)).backward();
+    for (auto& [n, p] : net->named_parameters()) EXPECT_TRUE(p.grad().defined()) << arch << " " << n;
+    EXPECT_THROW(net->forward(randn({1, 3, 48, 48}, rng)), Error);
+  }
+}
+
+TEST(Backbone, BadConfigsAreRefused) {
+  BackboneConfig cfg;
+  cfg.arch = "r42";
+  EXPECT_THROW(make_backbone(cfg), Error);
+  cfg.arch = "r18";
+  cfg.input_size = 100;
+  EXPECT_THROW(make_backbone(cfg), Error);
+}
+
+}  // namespace
+}  // namespace ff
