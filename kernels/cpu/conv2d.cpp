@@ -24,7 +24,7 @@ constexpr int64_t kParallelWork = 32768;
 // MB; fresh allocations would pay page faults on every call.
 template <class T>
 T* scratch(int slot, size_t count) {
-  thread_local std::vector<std::byte> buffers[2];
+  thread_local std::vector<std::byte> buffers[3];
   std::vector<std::byte>& b = buffers[slot];
   const size_t bytes = count * sizeof(T) + 64;
   if (b.size() < bytes) {
@@ -254,6 +254,25 @@ template <class T>
 void conv2d_backward_input(const Conv2dShape& s, const T* dy, const T* w, T* dx) {
   const Geometry g(s, sizeof(T));
   if (is_depthwise(s)) return depthwise_backward_input(s, g, dy, w, dx);
+  if (s.stride_h == 1 && s.stride_w == 1 && s.pad_h < s.kh && s.pad_w < s.kw && g.cin_g >= 16) {
+    // With stride 1 the gradient of the input is itself a convolution: of dy, padded by k - 1 - pad,
+    // with the kernel flipped and its channel axes swapped within each group. That GEMM has the
+    // forward's good shape (deep K, small output) instead of writing a column matrix kh * kw times
+    // the input and adding it back; it needs enough input channels per group (its GEMM's rows).
+    const Conv2dShape t{s.n, s.cout, g.oh, g.ow, s.cin, s.kh, s.kw, 1, 1, s.kh - 1 - s.pad_h, s.kw - 1 - s.pad_w,
+                        s.groups};
+    const int64_t taps = s.kh * s.kw;
+    T* wt = scratch<T>(2, (size_t)(s.cout * g.ckk));
+#pragma omp parallel for collapse(2) schedule(static) if (s.cout * g.ckk > kParallelWork)
+    for (int64_t ci = 0; ci < s.cin; ++ci)
+      for (int64_t j = 0; j < g.cout_g; ++j) {
+        const int64_t co = ci / g.cin_g * g.cout_g + j;
+        const T* src = w + (co * g.cin_g + ci % g.cin_g) * taps;
+        T* dst = wt + (ci * g.cout_g + j) * taps;
+        for (int64_t k = 0; k < taps; ++k) dst[k] = src[taps - 1 - k];
+      }
+    return conv2d_forward(t, dy, wt, static_cast<const T*>(nullptr), dx);
+  }
   for (int64_t n0 = 0; n0 < s.n; n0 += g.chunk) {
     const int64_t nb = std::min(g.chunk, s.n - n0), ld = nb * g.ohw;
     const T* dyc = dy + n0 * s.cout * g.ohw;

@@ -43,21 +43,35 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
   blas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+namespace {
+
+// Number of slabs for a side of length len: a power of two up to 16 (balanced on 1, 2, 4, 8 or
+// 16 threads) keeping slabs at least 128 wide (each slab repacks the other operand) and at least
+// ~1 MFLOP. It depends on the shape only, never on the thread count.
+int64_t slab_count(int64_t len, int64_t flops_per_column) {
+  int64_t slabs = 1;
+  while (slabs < 16 && len / (2 * slabs) >= 128 && len / (2 * slabs) * flops_per_column >= (int64_t)1 << 20) slabs *= 2;
+  return slabs;
+}
+
+}  // namespace
+
 template <class T>
 void gemm_parallel(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
                    const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-  int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  // Below ~2 MFLOP a slab is not worth a thread wake-up.
-  if (threads > 1 && M * N * K < (int64_t)1 << 20) threads = 1;
-  if (threads == 1) return gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  // Split the longer side of C into slabs whose width is a multiple of 16 (the micro-kernel width).
+  // Split the longer side of C into slabs of whole multiples of 16 (the micro-kernel widths).
   const bool split_n = N >= M;
   const int64_t len = split_n ? N : M;
-  const int64_t slab = std::max<int64_t>(16, (len / threads + 15) / 16 * 16);
-  const int64_t slabs = (len + slab - 1) / slab;
-#pragma omp parallel for schedule(static) num_threads(threads)
+  const int64_t slabs = slab_count(len, (split_n ? M : N) * K);
+  if (slabs == 1) return gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const int64_t width = (len + slabs - 1) / slabs;
+  const int64_t slab = (width + 15) / 16 * 16;
+  // Dynamic: a slab's result does not depend on the thread that computes it, and a thread slowed
+  // by other load on the machine simply takes fewer slabs.
+#pragma omp parallel for schedule(dynamic, 1) if (!omp_in_parallel())
   for (int64_t s = 0; s < slabs; ++s) {
     const int64_t lo = s * slab, n = std::min(len, lo + slab) - lo;
+    if (n <= 0) continue;
     if (split_n) {
       // Columns lo..lo+n of op(B) and of C.
       const T* b = trans_b ? B + lo * ldb : B + lo;

@@ -1,10 +1,9 @@
 // Row-major GEMM on the CPU through OpenBLAS: C[M,N] = alpha * op(A) op(B) + beta * C.
 // 2*M*N*K FLOPs; benchmarked by bench_cpu_ops (matmul and every convolution).
 // All parallelism is OpenMP: OpenBLAS is kept at one thread so that its own pool never fights the
-// OpenMP one on a small machine, and gemm_parallel splits C into column (or row) slabs, one per
-// OpenMP thread. No split crosses K and the slabs depend only on the thread count, so results
-// are bitwise reproducible for a given thread count (OpenBLAS picks edge kernels by slab width,
-// so a different count may change the last bits).
+// OpenMP one on a small machine, and gemm_parallel splits C into column (or row) slabs that the
+// OpenMP threads take in turn. No split crosses K and the slabs depend on the shape only, so
+// results are bitwise reproducible whatever the thread count.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,7 @@
 // conv2d: finite-difference gradients in f64 for every option, f32 values (forward and both
 // backward products) against a direct-loop convolution, bitwise reproducibility, shape errors.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cstring>
 
@@ -86,7 +87,12 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{2, 5, 4, 3, 3, 1, 1, opts(1, 0, 1), true, "1x1_s1"},
                       ConvCase{1, 5, 4, 3, 3, 1, 1, opts(1, 0, 1), false, "batch1_1x1_s1_nobias"},
                       ConvCase{2, 4, 5, 6, 6, 1, 1, opts(2, 0, 1), false, "1x1_s2_downsample"},
-                      ConvCase{2, 3, 5, 6, 4, 1, 3, Conv2dOptions{2, 1, 0, 1, 1}, true, "1x3_stride21_pad01"}),
+                      ConvCase{2, 3, 5, 6, 4, 1, 3, Conv2dOptions{2, 1, 0, 1, 1}, true, "1x3_stride21_pad01"},
+                      ConvCase{2, 4, 4, 3, 2, 3, 3, opts(1, 1, 2), true, "groups2_one_output_each"},
+                      ConvCase{2, 3, 4, 5, 4, 1, 1, opts(1, 1, 1), true, "1x1_p1_wider_than_kernel"},
+                      // 16+ input channels per group: the input gradient runs as a flipped convolution.
+                      ConvCase{1, 16, 4, 3, 3, 3, 3, opts(1, 1, 1), true, "16_channels_s1_p1"},
+                      ConvCase{1, 32, 4, 3, 4, 3, 3, opts(1, 0, 2), false, "groups2_16_channels_each_p0"}),
     [](const ::testing::TestParamInfo<ConvCase>& i) { return i.param.name; });
 
 // f32 convolution against the direct loops at moderate sizes, forward and backward.
@@ -135,6 +141,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(ConvCase{2, 16, 9, 7, 24, 3, 3, opts(1, 1, 1), true, "n2_16x9x7_to24_3x3_s1_p1"},
                       ConvCase{2, 16, 9, 7, 24, 3, 3, opts(2, 1, 1), false, "n2_16x9x7_to24_3x3_s2_p1"},
                       ConvCase{2, 16, 9, 7, 24, 3, 3, opts(1, 0, 2), true, "n2_16x9x7_to24_groups2"},
+                      ConvCase{2, 32, 9, 7, 24, 3, 3, opts(1, 1, 2), true, "n2_32x9x7_to24_groups2"},
                       ConvCase{2, 16, 9, 7, 32, 3, 3, opts(2, 1, 16), true, "n2_16x9x7_to32_depthwise_s2"},
                       ConvCase{2, 16, 9, 7, 24, 1, 1, opts(2, 0, 1), false, "n2_16x9x7_to24_1x1_s2"},
                       // Several images per GEMM chunk, and an uneven last chunk (3 + 2 images).
@@ -163,6 +170,34 @@ TEST(Conv2d, RepeatedRunsAreBitwiseEqual) {
       }
     }
     for (size_t i = 0; i < runs[0].size(); ++i) EXPECT_TRUE(runs[0][i] == runs[1][i]) << "groups " << groups << " output " << i;
+  }
+}
+
+// No reduction is split by thread: 1, 2 and 3 threads give the same bytes.
+TEST(Conv2d, ResultsDoNotDependOnThreadCount) {
+  uint64_t seed = test_seed(52);
+  std::printf("seed %llu\n", (unsigned long long)seed);
+  Rng rng(seed);
+  for (auto [groups, stride] : {std::pair<int64_t, int64_t>{1, 1}, {1, 2}, {2, 1}, {16, 1}}) {
+    Tensor x = rand_uniform({5, 16, 30, 34}, rng, -1, 1), w = rand_uniform({32, 16 / groups, 3, 3}, rng, -1, 1),
+           b = rand_uniform({32}, rng, -1, 1);
+    for (Tensor* t : {&x, &w, &b}) t->set_requires_grad(true);
+    std::vector<std::vector<char>> runs;
+    const int keep = omp_get_max_threads();
+    for (int threads : {1, 2, 3}) {
+      omp_set_num_threads(threads);
+      for (Tensor* t : {&x, &w, &b}) t->zero_grad();
+      Tensor y = conv2d(x, w, b, opts(stride, 1, groups));
+      sum(square(y)).backward();
+      std::vector<char> bytes;
+      for (const Tensor& t : {y, x.grad(), w.grad(), b.grad()}) {
+        const char* p = static_cast<const char*>(t.raw());
+        bytes.insert(bytes.end(), p, p + t.nbytes());
+      }
+      runs.push_back(std::move(bytes));
+    }
+    omp_set_num_threads(keep);
+    EXPECT_TRUE(runs[0] == runs[1] && runs[0] == runs[2]) << "groups " << groups << " stride " << stride;
   }
 }
 

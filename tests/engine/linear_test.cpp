@@ -143,6 +143,23 @@ TEST(Linear, F32ValuesMatchLoops) {
   EXPECT_LT(worst, 2e-5);
 }
 
+TEST(Matmul, ResultsDoNotDependOnThreadCount) {
+  uint64_t seed = test_seed(28);
+  std::printf("seed %llu\n", (unsigned long long)seed);
+  Rng rng(seed);
+  Tensor a = rand_uniform({48, 700}, rng, -1, 1), b = rand_uniform({700, 900}, rng, -1, 1);
+  const int keep = omp_get_max_threads();
+  std::vector<std::vector<float>> runs;
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    Tensor c = matmul(a, b), ct = matmul(b, a, true, true);
+    runs.emplace_back(c.data<float>(), c.data<float>() + c.numel());
+    runs.back().insert(runs.back().end(), ct.data<float>(), ct.data<float>() + ct.numel());
+  }
+  omp_set_num_threads(keep);
+  EXPECT_TRUE(runs[0] == runs[1] && runs[0] == runs[2]);
+}
+
 void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
   try {
     f();
