@@ -78,8 +78,8 @@ const char* margin_loss_name(MarginLoss l) { return name_of(l, kLosses); }
 
 void check_margin_config(const MarginConfig& c) {
   const char* t = margin_type_name(c.type);
-  FF_CHECK(std::isfinite(c.s) && std::isfinite(c.m1) && std::isfinite(c.m2) && std::isfinite(c.m3),
-           "margin config (", t, "): s, m1, m2, m3 must be finite, got ", c.s, ", ", c.m1, ", ", c.m2, ", ", c.m3);
+  FF_CHECK(std::isfinite(c.s) && std::isfinite(c.m1) && std::isfinite(c.m2) && std::isfinite(c.m3), "margin config (",
+           t, "): s, m1, m2, m3 must be finite, got ", c.s, ", ", c.m1, ", ", c.m2, ", ", c.m3);
   FF_CHECK(c.s > 0, "margin config (", t, "): scale s must be > 0, got ", c.s);
   FF_CHECK(c.m1 > 0, "margin config (", t, "): m1 must be > 0, got ", c.m1);
   FF_CHECK(c.m2 >= 0 && c.m2 < M_PI, "margin config (", t, "): m2 must be in [0, pi), got ", c.m2);

@@ -43,7 +43,9 @@ struct MarginLossResult {
 
 // embeddings [B, d] (not normalised), centres [C, d], labels i64 [B] in [0, C); f32 or f64.
 // The loss is NaN (never an exception) when an input holds NaN or Inf, so a trainer can detect it.
-// Memory: one [B, C] buffer, kept from forward to backward when a gradient is wanted; backward
+// Memory: one [B, C] buffer. When a gradient is wanted (recording on and an input requiring it),
+// forward already turns the logits into dL/dcos in that buffer (the loss is a scalar, so the
+// upstream gradient only scales it) and keeps it for backward, which is then two GEMMs. Backward
 // reads the embeddings and centres as they are then, so do not change them in between.
 MarginLossResult margin_softmax_cross_entropy(const Tensor& embeddings, const Tensor& centres, const Tensor& labels,
                                               const MarginConfig& cfg);

@@ -77,8 +77,8 @@ void row_norms(int64_t n, int64_t d, const T* x, double* norms) {
 }
 
 template <class T>
-void cosine_logits(int64_t B, int64_t C, int64_t d, const T* f, const double* f_norm, const T* w,
-                   const double* w_norm, T* buf) {
+void cosine_logits(int64_t B, int64_t C, int64_t d, const T* f, const double* f_norm, const T* w, const double* w_norm,
+                   T* buf) {
   gemm(CblasNoTrans, CblasTrans, B, C, d, T(1), f, d, w, d, buf, C);
   std::vector<double> inv_w = inv_norms(C, w_norm);
 #pragma omp parallel for schedule(static) if (B * C > 32768)
@@ -189,15 +189,15 @@ void margin_backward(int64_t B, int64_t C, int64_t d, const T* f, const double* 
   }
 }
 
-#define FF_INSTANTIATE(T)                                                                                        \
-  template void row_norms<T>(int64_t, int64_t, const T*, double*);                                              \
-  template void cosine_logits<T>(int64_t, int64_t, int64_t, const T*, const double*, const T*, const double*, T*); \
-  template void apply_margin<T>(const MarginParams&, int64_t, int64_t, int64_t, const int64_t*, T*,             \
-                                const MarginRows&);                                                            \
-  template void row_sum_other<T>(int64_t, int64_t, int64_t, const int64_t*, const T*, const MarginRows&);      \
-  template void logits_to_grad<T>(const MarginParams&, int64_t, int64_t, int64_t, const int64_t*,              \
-                                  const MarginRows&, const double*, const double*, double, T*);                \
-  template void margin_backward<T>(int64_t, int64_t, int64_t, const T*, const double*, const T*, const double*, \
+#define FF_INSTANTIATE(T)                                                                                            \
+  template void row_norms<T>(int64_t, int64_t, const T*, double*);                                                   \
+  template void cosine_logits<T>(int64_t, int64_t, int64_t, const T*, const double*, const T*, const double*, T*);   \
+  template void apply_margin<T>(const MarginParams&, int64_t, int64_t, int64_t, const int64_t*, T*,                  \
+                                const MarginRows&);                                                                  \
+  template void row_sum_other<T>(int64_t, int64_t, int64_t, const int64_t*, const T*, const MarginRows&);            \
+  template void logits_to_grad<T>(const MarginParams&, int64_t, int64_t, int64_t, const int64_t*, const MarginRows&, \
+                                  const double*, const double*, double, T*);                                         \
+  template void margin_backward<T>(int64_t, int64_t, int64_t, const T*, const double*, const T*, const double*,      \
                                    const T*, double, T*, T*);
 FF_INSTANTIATE(float)
 FF_INSTANTIATE(double)

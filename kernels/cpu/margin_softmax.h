@@ -104,8 +104,8 @@ void row_norms(int64_t n, int64_t d, const T* x, double* norms);
 
 // 2. buf [B, C] = clamp(f_i·W_j / (|f_i||W_j|), -1, 1); f [B, d], w [C, d] this shard's centres.
 template <class T>
-void cosine_logits(int64_t B, int64_t C, int64_t d, const T* f, const double* f_norm, const T* w,
-                   const double* w_norm, T* buf);
+void cosine_logits(int64_t B, int64_t C, int64_t d, const T* f, const double* f_norm, const T* w, const double* w_norm,
+                   T* buf);
 
 // 3. Turns cosines into margin logits in place; fills target_cos, target_logit, max_other.
 // labels are global class ids; this shard holds [class_begin, class_begin + C).

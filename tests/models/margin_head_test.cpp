@@ -21,7 +21,8 @@ constexpr double kPi = 3.14159265358979323846;
 
 double ref_psi(const MarginConfig& c, double x) {
   switch (c.type) {
-    case MarginType::CosFace: return x - c.m3;
+    case MarginType::CosFace:
+      return x - c.m3;
     case MarginType::ArcFace:
       if (x <= std::cos(kPi - c.m2)) return x - std::sin(kPi - c.m2) * c.m2;
       return std::cos(std::acos(x) + c.m2);
@@ -170,7 +171,9 @@ Problem make_problem(Rng& rng, int64_t B, int64_t C, int64_t d, const std::funct
   return p;
 }
 
-RowKind mixed_rows(int64_t i) { return i % 3 == 0 ? RowKind::Opposite : i % 3 == 1 ? RowKind::Aligned : RowKind::Random; }
+RowKind mixed_rows(int64_t i) {
+  return i % 3 == 0 ? RowKind::Opposite : i % 3 == 1 ? RowKind::Aligned : RowKind::Random;
+}
 
 double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
   EXPECT_EQ(a.size(), b.size());
@@ -492,8 +495,8 @@ TEST(MarginHead, TwoShardsMatchOne) {
         cpu::logits_to_grad(cfg, B, s.size, s.begin, y, global, f_norm.data(), w_norm.data() + s.begin, 1.0 / B,
                             s.buf.data());
         std::vector<double> part(B * d);
-        cpu::margin_backward(B, s.size, d, f, f_norm.data(), w + s.begin * d, w_norm.data() + s.begin,
-                             s.buf.data(), 1.0, part.data(), gw.data() + s.begin * d);
+        cpu::margin_backward(B, s.size, d, f, f_norm.data(), w + s.begin * d, w_norm.data() + s.begin, s.buf.data(),
+                             1.0, part.data(), gw.data() + s.begin * d);
         for (int64_t k = 0; k < B * d; ++k) gf[k] += part[k];  // all-reduce(sum)
       }
       double el = std::fabs(total / B - whole.loss), ef = max_abs_diff(gf, whole.gf), ew = max_abs_diff(gw, whole.gw);
@@ -584,7 +587,8 @@ TEST(MarginHead, DefaultsFollowTheRecipe) {
   EXPECT_EQ(a.loss, MarginLoss::Margin);
   // The kernel's ψ agrees with the reference formulas on a grid, including the fallback regions.
   for (auto [name, cfg] : all_margins())
-    for (double x = -1; x <= 1; x += 1.0 / 64) EXPECT_NEAR(cpu::margin_psi(cfg, x), ref_psi(cfg, x), 1e-12) << name << " at " << x;
+    for (double x = -1; x <= 1; x += 1.0 / 64)
+      EXPECT_NEAR(cpu::margin_psi(cfg, x), ref_psi(cfg, x), 1e-12) << name << " at " << x;
 }
 
 }  // namespace
