@@ -17,16 +17,16 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, std::vector<std::string> st
   std::set<const TensorImpl*> tensors;
   for (const ParamGroup& g : groups_) {
     FF_CHECK(g.lr_mult >= 0 && std::isfinite(g.lr_mult), "optimizer: group '", g.name, "' has lr_mult ", g.lr_mult);
-    FF_CHECK(g.weight_decay >= 0 && std::isfinite(g.weight_decay), "optimizer: group '", g.name,
-             "' has weight_decay ", g.weight_decay);
+    FF_CHECK(g.weight_decay >= 0 && std::isfinite(g.weight_decay), "optimizer: group '", g.name, "' has weight_decay ",
+             g.weight_decay);
     for (const ParamRef& p : g.params) {
       FF_CHECK(!p.name.empty(), "optimizer: a parameter of group '", g.name, "' has no name");
       FF_CHECK(p.param.defined(), "optimizer: parameter '", p.name, "' is an undefined tensor");
       FF_CHECK(names.insert(p.name).second, "optimizer: parameter name '", p.name, "' appears twice");
       FF_CHECK(tensors.insert(&p.param.impl()).second, "optimizer: parameter '", p.name,
                "' is a tensor already listed under another name");
-      FF_CHECK(p.param.is_leaf() && p.param.requires_grad(), "optimizer: parameter '", p.name, "' (",
-               p.param.str(), ") must be a leaf that requires a gradient");
+      FF_CHECK(p.param.is_leaf() && p.param.requires_grad(), "optimizer: parameter '", p.name, "' (", p.param.str(),
+               ") must be a leaf that requires a gradient");
       check_float("optimizer", p.param);
       params_.push_back(p);
     }
@@ -50,12 +50,12 @@ void Optimizer::step(double lr, std::span<const Tensor> restore_from) {
     require_cpu(kind(), p.param);
     Tensor g = p.param.grad();
     if (g.defined())
-      FF_CHECK(g.shape() == p.param.shape() && g.dtype() == p.param.dtype() && g.device() == p.param.device(),
-               kind(), " step: gradient ", g.str(), " of parameter '", p.name, "' ", p.param.str());
+      FF_CHECK(g.shape() == p.param.shape() && g.dtype() == p.param.dtype() && g.device() == p.param.device(), kind(),
+               " step: gradient ", g.str(), " of parameter '", p.name, "' ", p.param.str());
     if (!restore_from.empty() && restore_from[k].defined()) {
       const Tensor& s = restore_from[k];
-      FF_CHECK(s.shape() == p.param.shape() && s.dtype() == p.param.dtype() && s.device() == p.param.device(),
-               kind(), " step: saved copy ", s.str(), " of parameter '", p.name, "' ", p.param.str());
+      FF_CHECK(s.shape() == p.param.shape() && s.dtype() == p.param.dtype() && s.device() == p.param.device(), kind(),
+               " step: saved copy ", s.str(), " of parameter '", p.name, "' ", p.param.str());
     }
   }
   size_t first = 0;
@@ -104,7 +104,8 @@ std::vector<T*> Optimizer::state_list(const Batch& b, size_t kind) const {
 NamedTensors Optimizer::state_tensors() const {
   NamedTensors out;
   for (size_t k = 0; k < params_.size(); ++k)
-    for (size_t j = 0; j < state_kinds_.size(); ++j) out.emplace_back(params_[k].name + "." + state_kinds_[j], state_[k][j]);
+    for (size_t j = 0; j < state_kinds_.size(); ++j)
+      out.emplace_back(params_[k].name + "." + state_kinds_[j], state_[k][j]);
   return out;
 }
 
@@ -139,14 +140,15 @@ void Optimizer::load_state(const NamedTensors& tensors, const NamedScalars& scal
   for (size_t k = 0; k < params_.size(); ++k) {
     const ParamRef& p = params_[k];
     param_steps.push_back(count(p.name + ".step"));
-    FF_CHECK(param_steps.back() <= steps, who, "'", p.name, ".step' = ", param_steps.back(), " exceeds steps = ", steps);
+    FF_CHECK(param_steps.back() <= steps, who, "'", p.name, ".step' = ", param_steps.back(),
+             " exceeds steps = ", steps);
     for (const std::string& kind_name : state_kinds_) {
       std::string name = p.name + "." + kind_name;
       auto it = given_t.find(name);
       FF_CHECK(it != given_t.end(), who, "missing state tensor '", name, "'");
       const Tensor& t = *it->second;
-      FF_CHECK(t.defined() && t.shape() == p.param.shape() && t.dtype() == p.param.dtype(), who, "state tensor '",
-               name, "' is ", t.defined() ? t.str() : std::string("undefined"), " but parameter '", p.name, "' is ",
+      FF_CHECK(t.defined() && t.shape() == p.param.shape() && t.dtype() == p.param.dtype(), who, "state tensor '", name,
+               "' is ", t.defined() ? t.str() : std::string("undefined"), " but parameter '", p.name, "' is ",
                p.param.str());
       ++expected_t;
     }
@@ -158,9 +160,11 @@ void Optimizer::load_state(const NamedTensors& tensors, const NamedScalars& scal
       for (const std::string& kind_name : state_kinds_) known.insert(p.name + "." + kind_name);
     }
     for (const auto& [name, t] : given_t)
-      FF_CHECK(known.count(name), who, "unknown state tensor '", name, "' (no such parameter state in this ", kind(), ")");
+      FF_CHECK(known.count(name), who, "unknown state tensor '", name, "' (no such parameter state in this ", kind(),
+               ")");
     for (const auto& [name, v] : given_s)
-      FF_CHECK(known.count(name), who, "unknown state scalar '", name, "' (no such parameter state in this ", kind(), ")");
+      FF_CHECK(known.count(name), who, "unknown state scalar '", name, "' (no such parameter state in this ", kind(),
+               ")");
   }
   for (size_t k = 0; k < params_.size(); ++k)
     for (size_t j = 0; j < state_kinds_.size(); ++j)
@@ -172,14 +176,14 @@ void Optimizer::load_state(const NamedTensors& tensors, const NamedScalars& scal
 // ---- SGD ----
 
 Sgd::Sgd(std::vector<ParamGroup> groups, const SgdOptions& opt)
-    : Optimizer(std::move(groups), opt.momentum != 0 ? std::vector<std::string>{"momentum_buffer"}
-                                                     : std::vector<std::string>{}),
+    : Optimizer(std::move(groups),
+                opt.momentum != 0 ? std::vector<std::string>{"momentum_buffer"} : std::vector<std::string>{}),
       opt_(opt) {
   FF_CHECK(opt.momentum >= 0 && std::isfinite(opt.momentum), "sgd: momentum ", opt.momentum, " must be >= 0");
   FF_CHECK(std::isfinite(opt.dampening), "sgd: dampening ", opt.dampening, " must be finite");
   FF_CHECK(!opt.nesterov || (opt.momentum > 0 && opt.dampening == 0),
-           "sgd: nesterov needs momentum > 0 and dampening 0 (momentum ", opt.momentum, ", dampening ",
-           opt.dampening, ")");
+           "sgd: nesterov needs momentum > 0 and dampening 0 (momentum ", opt.momentum, ", dampening ", opt.dampening,
+           ")");
 }
 
 void Sgd::update(const Batch& b, std::span<const Tensor> restore_from) {

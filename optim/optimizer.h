@@ -54,7 +54,7 @@ class Optimizer {
   // What update() gets: parameters of one group and one dtype, each with a gradient.
   struct Batch {
     const ParamGroup* group;
-    double lr;               // scheduled rate times the group's lr_mult
+    double lr;                  // scheduled rate times the group's lr_mult
     std::vector<size_t> index;  // into params()
   };
   // Updates the parameters of `b`; their step counts already include this step.

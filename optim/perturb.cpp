@@ -12,20 +12,38 @@ PerturbConfig PerturbConfig::preset(Method m) {
   PerturbConfig c;
   c.method = m;
   switch (m) {
-    case Method::Sgd: c.rho = 0; c.head = false; break;
-    case Method::Sam: c.head = false; break;
-    case Method::Asam: c.head = false; c.adaptive = true; c.rho = 0.5; break;
-    case Method::Aace: c.head = false; c.loss = PerturbLoss::Aace; c.normalize = false; c.rho = 0.2; break;
-    case Method::FlatFace: break;
+    case Method::Sgd:
+      c.rho = 0;
+      c.head = false;
+      break;
+    case Method::Sam:
+      c.head = false;
+      break;
+    case Method::Asam:
+      c.head = false;
+      c.adaptive = true;
+      c.rho = 0.5;
+      break;
+    case Method::Aace:
+      c.head = false;
+      c.loss = PerturbLoss::Aace;
+      c.normalize = false;
+      c.rho = 0.2;
+      break;
+    case Method::FlatFace:
+      break;
   }
   return c;
 }
 
 double PerturbConfig::sign_value() const {
   switch (sign) {
-    case SignRule::Plus: return 1.0;
-    case SignRule::Minus: return -1.0;
-    case SignRule::ByLoss: return loss == PerturbLoss::Aace ? -1.0 : 1.0;
+    case SignRule::Plus:
+      return 1.0;
+    case SignRule::Minus:
+      return -1.0;
+    case SignRule::ByLoss:
+      return loss == PerturbLoss::Aace ? -1.0 : 1.0;
   }
   return 1.0;
 }
@@ -56,11 +74,16 @@ SignRule parse_sign_rule(const std::string& s) {
 
 const char* method_name(Method m) {
   switch (m) {
-    case Method::Sgd: return "sgd";
-    case Method::Sam: return "sam";
-    case Method::Asam: return "asam";
-    case Method::Aace: return "aace";
-    case Method::FlatFace: return "flatface";
+    case Method::Sgd:
+      return "sgd";
+    case Method::Sam:
+      return "sam";
+    case Method::Asam:
+      return "asam";
+    case Method::Aace:
+      return "aace";
+    case Method::FlatFace:
+      return "flatface";
   }
   return "?";
 }
@@ -69,9 +92,12 @@ const char* perturb_loss_name(PerturbLoss l) { return l == PerturbLoss::Aace ? "
 
 const char* sign_rule_name(SignRule s) {
   switch (s) {
-    case SignRule::ByLoss: return "by_loss";
-    case SignRule::Plus: return "plus";
-    case SignRule::Minus: return "minus";
+    case SignRule::ByLoss:
+      return "by_loss";
+    case SignRule::Plus:
+      return "plus";
+    case SignRule::Minus:
+      return "minus";
   }
   return "?";
 }

@@ -25,7 +25,8 @@ void validate(const ScheduleConfig& c) {
     FF_CHECK(std::isfinite(c.gamma) && c.gamma > 0, "schedule multistep: gamma ", c.gamma, " must be > 0");
     for (size_t i = 0; i < c.milestones.size(); ++i)
       FF_CHECK(c.milestones[i] >= 0 && (i == 0 || c.milestones[i] > c.milestones[i - 1]),
-               "schedule multistep: milestones must be increasing and >= 0 (milestone ", i, " = ", c.milestones[i], ")");
+               "schedule multistep: milestones must be increasing and >= 0 (milestone ", i, " = ", c.milestones[i],
+               ")");
   }
 }
 
@@ -37,8 +38,10 @@ double lr_at(const ScheduleConfig& c, int64_t step) {
     return std::clamp((double)(step - c.warmup_steps) / (double)(c.total_steps - c.warmup_steps), 0.0, 1.0);
   };
   switch (c.kind) {
-    case ScheduleKind::Poly: return c.base_lr * std::pow(1.0 - progress(), c.power);
-    case ScheduleKind::Cosine: return c.min_lr + (c.base_lr - c.min_lr) * 0.5 * (1.0 + std::cos(std::numbers::pi * progress()));
+    case ScheduleKind::Poly:
+      return c.base_lr * std::pow(1.0 - progress(), c.power);
+    case ScheduleKind::Cosine:
+      return c.min_lr + (c.base_lr - c.min_lr) * 0.5 * (1.0 + std::cos(std::numbers::pi * progress()));
     case ScheduleKind::MultiStep: {
       auto reached = std::upper_bound(c.milestones.begin(), c.milestones.end(), step) - c.milestones.begin();
       return c.base_lr * std::pow(c.gamma, (double)reached);
@@ -56,9 +59,12 @@ ScheduleKind parse_schedule_kind(const std::string& s) {
 
 const char* schedule_kind_name(ScheduleKind k) {
   switch (k) {
-    case ScheduleKind::Poly: return "poly";
-    case ScheduleKind::Cosine: return "cosine";
-    case ScheduleKind::MultiStep: return "multistep";
+    case ScheduleKind::Poly:
+      return "poly";
+    case ScheduleKind::Cosine:
+      return "cosine";
+    case ScheduleKind::MultiStep:
+      return "multistep";
   }
   return "?";
 }

@@ -13,10 +13,10 @@ enum class ScheduleKind { Poly, Cosine, MultiStep };
 struct ScheduleConfig {
   ScheduleKind kind = ScheduleKind::Poly;
   double base_lr = 0.1;
-  int64_t total_steps = 0;   // Poly and Cosine reach their end value here
-  int64_t warmup_steps = 0;  // linear warm-up from 0 over the first warmup_steps steps (all kinds)
-  double power = 1.0;        // Poly
-  double min_lr = 0.0;       // Cosine: the end value
+  int64_t total_steps = 0;          // Poly and Cosine reach their end value here
+  int64_t warmup_steps = 0;         // linear warm-up from 0 over the first warmup_steps steps (all kinds)
+  double power = 1.0;               // Poly
+  double min_lr = 0.0;              // Cosine: the end value
   std::vector<int64_t> milestones;  // MultiStep: increasing step indices
   double gamma = 0.1;               // MultiStep: factor applied at each milestone reached
 };

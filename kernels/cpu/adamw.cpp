@@ -10,8 +10,8 @@ namespace ff::cpu {
 template <class T>
 void adamw_update(int64_t count, T* const* param, const T* const* saved, const T* const* grad, T* const* exp_avg,
                   T* const* exp_avg_sq, const int64_t* step, const int64_t* numel, const AdamWHyper& h) {
-  const T decay = (T)(1.0 - h.lr * h.weight_decay), w1 = (T)(1.0 - h.beta1), b2 = (T)h.beta2,
-          w2 = (T)(1.0 - h.beta2), eps = (T)h.eps;
+  const T decay = (T)(1.0 - h.lr * h.weight_decay), w1 = (T)(1.0 - h.beta1), b2 = (T)h.beta2, w2 = (T)(1.0 - h.beta2),
+          eps = (T)h.eps;
   const bool lerp_from_start = std::fabs(1.0 - h.beta1) < 0.5;
   for_each_chunk(make_chunks(count, numel), [&](int64_t, const Chunk& ch) {
     const int64_t k = ch.tensor;
@@ -39,8 +39,7 @@ void adamw_update(int64_t count, T* const* param, const T* const* saved, const T
 
 template void adamw_update<float>(int64_t, float* const*, const float* const*, const float* const*, float* const*,
                                   float* const*, const int64_t*, const int64_t*, const AdamWHyper&);
-template void adamw_update<double>(int64_t, double* const*, const double* const*, const double* const*,
-                                   double* const*, double* const*, const int64_t*, const int64_t*,
-                                   const AdamWHyper&);
+template void adamw_update<double>(int64_t, double* const*, const double* const*, const double* const*, double* const*,
+                                   double* const*, const int64_t*, const int64_t*, const AdamWHyper&);
 
 }  // namespace ff::cpu

@@ -64,8 +64,8 @@ void perturb_restore(int64_t count, T* const* param, const T* const* saved, cons
   });
 }
 
-#define FF_INSTANTIATE(T)                                                                                      \
-  template double perturb_sq_norm<T>(int64_t, const T* const*, const T* const*, const int64_t*);              \
+#define FF_INSTANTIATE(T)                                                                                       \
+  template double perturb_sq_norm<T>(int64_t, const T* const*, const T* const*, const int64_t*);                \
   template void perturb_apply<T>(int64_t, T* const*, T* const*, const T* const*, const int64_t*, double, bool); \
   template void perturb_restore<T>(int64_t, T* const*, const T* const*, const int64_t*);
 FF_INSTANTIATE(float)

@@ -34,7 +34,7 @@ void sgd_update(int64_t count, T* const* param, const T* const* saved, const T* 
 
 template void sgd_update<float>(int64_t, float* const*, const float* const*, const float* const*, float* const*,
                                 const uint8_t*, const int64_t*, const SgdHyper&);
-template void sgd_update<double>(int64_t, double* const*, const double* const*, const double* const*,
-                                 double* const*, const uint8_t*, const int64_t*, const SgdHyper&);
+template void sgd_update<double>(int64_t, double* const*, const double* const*, const double* const*, double* const*,
+                                 const uint8_t*, const int64_t*, const SgdHyper&);
 
 }  // namespace ff::cpu

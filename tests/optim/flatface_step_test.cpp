@@ -1,11 +1,12 @@
 // The step driver: pass sequence, update at the perturbed point, bitwise restore, non-finite
 // guards, the multi-GPU norm hook, and run-to-run determinism.
+#include "optim/flatface_step.h"
+
 #include <omp.h>
 
 #include <cmath>
 #include <memory>
 
-#include "optim/flatface_step.h"
 #include "tests/optim/toy.h"
 
 namespace ff::test {
@@ -84,7 +85,8 @@ TEST(FlatFaceStep, PassSequenceAndWhatEachPassSees) {
     std::vector<PassInfo> seen;
     auto closure = [&](const PassInfo& p) {
       seen.push_back(p);
-      for (const ParamRef& q : t.params) EXPECT_FALSE(q.param.grad().defined()) << "gradients not dropped before a pass";
+      for (const ParamRef& q : t.params)
+        EXPECT_FALSE(q.param.grad().defined()) << "gradients not dropped before a pass";
       if (p.pass == Pass::Gradient) {
         expect_bitwise(t.params, before, "gradient pass must see the unperturbed weights");
       } else {
@@ -233,7 +235,8 @@ TEST(FlatFaceStep, NonFiniteGuardsLeaveWeightsUnchanged) {
     const char* needle;
   };
   const Case cases[] = {
-      {"nan loss, gradient pass", Method::FlatFace, Pass::Gradient, 0, "non-finite loss (nan) at step 7 in the gradient pass"},
+      {"nan loss, gradient pass", Method::FlatFace, Pass::Gradient, 0,
+       "non-finite loss (nan) at step 7 in the gradient pass"},
       {"inf loss, update pass", Method::FlatFace, Pass::Update, 0, "at step 7 in the update pass"},
       {"inf gradient", Method::Sam, Pass::Gradient, 1, "non-finite gradient norm (inf) at step 7"},
       {"closure throws in the update pass", Method::Asam, Pass::Update, 2, "closure failed"},
@@ -294,7 +297,8 @@ TEST(FlatFaceStep, NormReducerHook) {
   });
   double sq = 0;
   for (size_t k = 0; k < t.params.size(); ++k)
-    for (int64_t i = 0; i < before[k].numel(); ++i) sq += std::pow(3 * t.coef[k].item(i) * std::pow(before[k].item(i), 2), 2);
+    for (int64_t i = 0; i < before[k].numel(); ++i)
+      sq += std::pow(3 * t.coef[k].item(i) * std::pow(before[k].item(i), 2), 2);
   auto closure = cubic_closure(t);
   step.step(0, 0.0, [&](const PassInfo& p) {
     if (p.pass == Pass::Update) {

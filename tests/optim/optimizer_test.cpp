@@ -1,8 +1,9 @@
 // SGD and AdamW against hand-written update rules, parameter groups, and state save / restore.
+#include "optim/optimizer.h"
+
 #include <cmath>
 #include <typeinfo>
 
-#include "optim/optimizer.h"
 #include "tests/optim/toy.h"
 
 namespace ff::test {

@@ -1,10 +1,11 @@
 // The perturbation ε of each method against its formula, which tensors it covers, the norm
 // kernel's determinism, and the fused restore + optimizer update against the separate passes.
+#include "kernels/cpu/perturb.h"
+
 #include <omp.h>
 
 #include <cmath>
 
-#include "kernels/cpu/perturb.h"
 #include "optim/optimizer.h"
 #include "optim/perturb.h"
 #include "tests/optim/toy.h"
@@ -98,17 +99,17 @@ TEST_P(EpsMatchesFormula, OnQuadraticLoss) {
 
 INSTANTIATE_TEST_SUITE_P(
     Methods, EpsMatchesFormula,
-    ::testing::Values(
-        EpsCase{"sam", PerturbConfig::preset(Method::Sam), +1, false, false, true, 0.05},
-        EpsCase{"flatface", PerturbConfig::preset(Method::FlatFace), +1, true, false, true, 0.05},
-        EpsCase{"asam", PerturbConfig::preset(Method::Asam), +1, false, true, true, 0.5},
-        EpsCase{"aace", PerturbConfig::preset(Method::Aace), -1, false, false, false, 0.2},
-        EpsCase{"flatface_aace", with_loss(PerturbConfig::preset(Method::FlatFace), PerturbLoss::Aace), -1, true, false,
-                true, 0.05},
-        EpsCase{"aace_forced_plus", custom(PerturbLoss::Aace, SignRule::Plus, false, false, true), +1, true, false,
-                false, 0.3},
-        EpsCase{"margin_forced_minus_adaptive_unnormalised",
-                custom(PerturbLoss::Margin, SignRule::Minus, true, false, false), -1, false, true, false, 0.3}),
+    ::testing::Values(EpsCase{"sam", PerturbConfig::preset(Method::Sam), +1, false, false, true, 0.05},
+                      EpsCase{"flatface", PerturbConfig::preset(Method::FlatFace), +1, true, false, true, 0.05},
+                      EpsCase{"asam", PerturbConfig::preset(Method::Asam), +1, false, true, true, 0.5},
+                      EpsCase{"aace", PerturbConfig::preset(Method::Aace), -1, false, false, false, 0.2},
+                      EpsCase{"flatface_aace", with_loss(PerturbConfig::preset(Method::FlatFace), PerturbLoss::Aace),
+                              -1, true, false, true, 0.05},
+                      EpsCase{"aace_forced_plus", custom(PerturbLoss::Aace, SignRule::Plus, false, false, true), +1,
+                              true, false, false, 0.3},
+                      EpsCase{"margin_forced_minus_adaptive_unnormalised",
+                              custom(PerturbLoss::Margin, SignRule::Minus, true, false, false), -1, false, true, false,
+                              0.3}),
     [](const auto& info) { return std::string(info.param.label); });
 
 TEST(Perturbation, SkipsTensorsWithoutGradient) {

@@ -1,10 +1,11 @@
 // Learning-rate schedules against their formulas: warm-up boundary, end value, milestones.
+#include "optim/schedule.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "engine/error.h"
-#include "optim/schedule.h"
 
 namespace ff {
 namespace {
@@ -23,7 +24,7 @@ TEST(Schedule, PolyWithWarmup) {
   EXPECT_EQ(lr_at(c, 0), 0.0);
   EXPECT_DOUBLE_EQ(lr_at(c, 5), 0.05);
   EXPECT_DOUBLE_EQ(lr_at(c, 9), 0.09);
-  EXPECT_DOUBLE_EQ(lr_at(c, 10), 0.1);  // warm-up ends at the base rate
+  EXPECT_DOUBLE_EQ(lr_at(c, 10), 0.1);   // warm-up ends at the base rate
   EXPECT_DOUBLE_EQ(lr_at(c, 60), 0.05);  // halfway through the decay, power 1
   EXPECT_NEAR(lr_at(c, 109), 0.001, 1e-16);
   EXPECT_EQ(lr_at(c, 110), 0.0);

@@ -29,7 +29,8 @@ struct Toy {
 };
 
 inline Toy make_toy(Rng& rng, DType dt, bool big = false) {
-  std::vector<Shape> shapes = big ? std::vector<Shape>{{300, 701}, {1001}, {97, 1024}} : std::vector<Shape>{{5, 7}, {13}, {4, 6}};
+  std::vector<Shape> shapes =
+      big ? std::vector<Shape>{{300, 701}, {1001}, {97, 1024}} : std::vector<Shape>{{5, 7}, {13}, {4, 6}};
   const char* names[] = {"a", "b", "centres"};
   Toy t;
   for (int i = 0; i < 3; ++i) {
@@ -70,7 +71,8 @@ inline bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && a.dtype() == b.dtype() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
 }
 
-inline void expect_bitwise(const std::vector<ParamRef>& ps, const std::vector<Tensor>& before, const std::string& what) {
+inline void expect_bitwise(const std::vector<ParamRef>& ps, const std::vector<Tensor>& before,
+                           const std::string& what) {
   ASSERT_EQ(ps.size(), before.size());
   for (size_t i = 0; i < ps.size(); ++i)
     EXPECT_TRUE(bitwise_equal(ps[i].param, before[i])) << what << ": parameter '" << ps[i].name << "' changed";
