@@ -23,13 +23,14 @@ FaceModel::Loss FaceModel::loss(const Tensor& images, const Tensor& labels, Marg
   return {r.loss, correct / (double)std::max<int64_t>(1, r.correct.numel())};
 }
 
-double FaceModel::train_pass(const Tensor& images, const Tensor& labels, MarginLoss kind, bool update_bn_stats) {
+FaceModel::Loss FaceModel::train_pass(const Tensor& images, const Tensor& labels, MarginLoss kind,
+                                      bool update_bn_stats) {
   backbone_->train(true);
   backbone_->set_bn_update_stats(update_bn_stats);
   Loss l = loss(images, labels, kind);
   l.loss.backward();
   backbone_->set_bn_update_stats(true);
-  return l.loss.item();
+  return l;
 }
 
 NamedTensors FaceModel::state_dict() const {

@@ -33,8 +33,8 @@ class FaceModel {
   Loss loss(const Tensor& images, const Tensor& labels, MarginLoss kind = MarginLoss::Margin);
   // Forward + backward of one pass of a training step, in training mode; `update_bn_stats` false
   // normalises with batch statistics but leaves the running ones untouched (FlatFace update
-  // pass). Returns the loss value.
-  double train_pass(const Tensor& images, const Tensor& labels, MarginLoss kind, bool update_bn_stats);
+  // pass).
+  Loss train_pass(const Tensor& images, const Tensor& labels, MarginLoss kind, bool update_bn_stats);
 
   // Backbone state_dict under the PyTorch iResNet names plus "head.weight".
   NamedTensors state_dict() const;

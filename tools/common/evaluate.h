@@ -1,0 +1,38 @@
+// Embedding extraction and the verification protocol on .bin pair files, for a backbone.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "data/image.h"
+#include "data/verification.h"
+#include "models/backbone.h"
+
+namespace ff {
+
+// A .bin pair file decoded once at the model's input size.
+struct PairSet {
+  std::string name;  // file stem: "lfw", "synth_open", ...
+  std::string path;
+  std::vector<data::Image> images;  // 2N; pair k is images[2k], images[2k + 1]
+  std::vector<bool> issame;
+};
+PairSet load_pair_set(const std::string& path, int64_t input_size);
+
+// Images -> f32 [N, 3, S, S] normalised as (x - 127.5) / 127.5, optionally mirrored.
+Tensor images_to_tensor(const std::vector<data::Image>& images, size_t begin, size_t end, bool flip);
+
+// Embeddings [N, d] in eval mode, batched; with `flip_sum` the embedding of an image is that of
+// the image plus that of its mirror ("accuracy-flip"). Not normalised.
+std::vector<float> extract_embeddings(Backbone& net, const std::vector<data::Image>& images, int64_t batch,
+                                      bool flip_sum, int64_t* dim_out);
+
+struct PairSetResult {
+  std::string name;
+  data::VerificationResult verification;
+  std::vector<data::RocPoint> roc;
+};
+// The protocol of FORMATS.md on one pair set. Leaves the network in eval mode.
+PairSetResult evaluate_pair_set(Backbone& net, const PairSet& set, int64_t batch);
+
+}  // namespace ff

@@ -1,0 +1,34 @@
+// The training run behind flatface-train: config -> data, model, method, optimizer -> steps with
+// logs, evaluation, checkpoints and exact resume.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "data/dataset.h"
+#include "models/face_model.h"
+#include "optim/perturb.h"
+#include "tools/common/config.h"
+
+namespace ff {
+
+struct TrainOptions {
+  bool resume = false;    // continue from the output folder's last checkpoint
+  std::string init;       // start from this checkpoint's weights (class centres too when shapes match)
+  std::string save;       // also write the final model here
+  bool quiet = false;     // no progress lines (tests)
+};
+
+// The method's perturbation settings: its preset, then every key the config sets explicitly.
+PerturbConfig perturb_config_from(const Config& cfg);
+MarginConfig margin_config_from(const Config& cfg);
+// Opens data.train: a .rec file (train.idx beside it) or an image-folder root.
+std::shared_ptr<data::Dataset> open_training_set(const std::string& path, int64_t input_size);
+// Sets the CPU thread count of OpenMP and the BLAS (0 = all cores).
+void set_cpu_threads(int64_t threads);
+
+// Runs training; returns the process exit code (0 also when interrupted by SIGINT/SIGTERM after
+// writing a checkpoint). Errors are thrown as ff::Error.
+int run_training(const Config& cfg, const TrainOptions& opts);
+
+}  // namespace ff

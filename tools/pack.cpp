@@ -1,0 +1,66 @@
+// flatface-pack: image folder -> RecordIO (train.rec/train.idx, face layout); pair list -> .bin.
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "data/bin_pairs.h"
+#include "data/recordio.h"
+#include "tools/common/cli.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<uint8_t> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  FF_CHECK(in, "cannot read ", path);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Pack data into the formats face-recognition tools read.", "flatface-pack"};
+  app.require_subcommand(1);
+  auto* rec = app.add_subcommand("rec", "image folder root/<identity>/<image> -> train.rec + train.idx");
+  std::string root, rec_out;
+  rec->add_option("root", root, "image folder root")->required()->check(CLI::ExistingDirectory);
+  rec->add_option("-o,--output", rec_out, "output .rec (the .idx is written beside it)")->required();
+  auto* bin = app.add_subcommand("bin", "pair list -> verification .bin (pickle protocol 4)");
+  std::string list, bin_out, base;
+  bin->add_option("pairs", list, "text file: one pair per line, 'image_a image_b same' with same 1 or 0")
+      ->required()
+      ->check(CLI::ExistingFile);
+  bin->add_option("-o,--output", bin_out, "output .bin")->required();
+  bin->add_option("--base", base, "folder the image paths are relative to (default: the list's folder)");
+  return ff::run_tool(app, argc, argv, [&] {
+    if (rec->parsed()) {
+      fs::path idx = fs::path(rec_out).replace_extension(".idx");
+      if (fs::path(rec_out).has_parent_path()) fs::create_directories(fs::path(rec_out).parent_path());
+      size_t n = ff::data::pack_image_folder(root, rec_out, idx.string());
+      std::printf("packed %zu images into %s (+ %s)\n", n, rec_out.c_str(), idx.string().c_str());
+      return 0;
+    }
+    fs::path dir = base.empty() ? fs::path(list).parent_path() : fs::path(base);
+    ff::data::BinPairs pairs;
+    std::ifstream in(list);
+    int line_no = 0;
+    for (std::string line; std::getline(in, line);) {
+      ++line_no;
+      if (line.empty() || line[0] == '#') continue;
+      std::istringstream ss(line);
+      std::string a, b;
+      int same = -1;
+      ss >> a >> b >> same;
+      FF_CHECK(!a.empty() && !b.empty() && (same == 0 || same == 1), list, ":", line_no,
+               ": expected 'image_a image_b same' with same 0 or 1, got '", line, "'");
+      pairs.images.push_back(read_file((dir / a).string()));
+      pairs.images.push_back(read_file((dir / b).string()));
+      pairs.issame.push_back(same == 1);
+    }
+    FF_CHECK(!pairs.issame.empty(), list, ": no pairs");
+    ff::data::write_bin_pairs(bin_out, pairs);
+    std::printf("wrote %zu pairs to %s\n", pairs.pairs(), bin_out.c_str());
+    return 0;
+  });
+}
