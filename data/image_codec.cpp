@@ -15,9 +15,9 @@ namespace ff::data {
 namespace {
 
 // Refuse sizes no face image has, before allocating for them (a corrupt header can claim anything).
-void check_dimensions(const char* what, int64_t width, int64_t height) {
+void check_dimensions(const std::string& what, int64_t width, int64_t height) {
   FF_CHECK(width > 0 && height > 0 && width <= 32768 && height <= 32768 && width * height <= (int64_t(1) << 28),
-           what, " image has implausible size ", width, "x", height);
+           what, ": implausible image size ", width, "x", height);
 }
 
 // One turbojpeg handle per thread and direction: handles are not thread-safe, creating one per image is slow.
@@ -46,7 +46,7 @@ Image decode_jpeg(std::span<const uint8_t> bytes) {
   int width = 0, height = 0, subsamp = 0, colorspace = 0;
   if (tjDecompressHeader3(tj, bytes.data(), (unsigned long)bytes.size(), &width, &height, &subsamp, &colorspace) != 0)
     throw Error(msg("cannot decode JPEG (", bytes.size(), " bytes): ", tjGetErrorStr2(tj)));
-  check_dimensions("JPEG", width, height);
+  check_dimensions(msg("cannot decode JPEG (", bytes.size(), " bytes)"), width, height);
   Image out(height, width, 3);
   // Warnings (e.g. "extraneous bytes before marker") are tolerated as in libjpeg, PIL and OpenCV; errors are not.
   if (tjDecompress2(tj, bytes.data(), (unsigned long)bytes.size(), out.pixels.data(), width, 0, height, TJPF_RGB, 0) !=
@@ -71,7 +71,7 @@ Image decode_png(std::span<const uint8_t> bytes) {
   PngImage p;
   if (!png_image_begin_read_from_memory(&p.img, bytes.data(), bytes.size()))
     throw Error(msg("cannot decode PNG (", bytes.size(), " bytes): ", p.img.message));
-  check_dimensions("PNG", p.img.width, p.img.height);
+  check_dimensions(msg("cannot decode PNG (", bytes.size(), " bytes)"), p.img.width, p.img.height);
   // Read as RGBA (8-bit sRGB, not premultiplied) and drop alpha, so colours are kept as stored.
   p.img.format = PNG_FORMAT_RGBA;
   std::vector<uint8_t> rgba(PNG_IMAGE_SIZE(p.img));
