@@ -236,7 +236,7 @@ class Unpickler {
       }
       case 0x95: {  // FRAME: a length prefix for buffering; the opcodes inside are read as usual
         uint64_t n = take_uint(8);
-        if (n > d_.size() - pos_) fail("frame of ", n, " bytes runs past the end of the file");
+        if (n > d_.size() - pos_) fail("frame of ", n, " bytes runs past the end of the file (truncated?)");
         return false;
       }
       case '.': return true;
