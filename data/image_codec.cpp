@@ -20,7 +20,9 @@ void check_dimensions(const std::string& what, int64_t width, int64_t height) {
            what, ": implausible image size ", width, "x", height);
 }
 
-// One turbojpeg handle per thread and direction: handles are not thread-safe, creating one per image is slow.
+// One turbojpeg handle per thread and direction: handles are not thread-safe and creating one per
+// image costs time. A handle that saw an error is dropped: libjpeg-turbo 2.1 can leave it in a
+// state where every later image fails with the same message.
 struct TjHandle {
   tjhandle h;
   explicit TjHandle(bool compress) : h(compress ? tjInitCompress() : tjInitDecompress()) {
@@ -31,28 +33,34 @@ struct TjHandle {
   TjHandle& operator=(const TjHandle&) = delete;
 };
 
-tjhandle decompressor() {
-  thread_local TjHandle handle(false);
-  return handle.h;
+std::unique_ptr<TjHandle>& thread_handle(bool compress) {
+  thread_local std::unique_ptr<TjHandle> handles[2];
+  auto& h = handles[compress ? 1 : 0];
+  if (!h) h = std::make_unique<TjHandle>(compress);
+  return h;
 }
 
-tjhandle compressor() {
-  thread_local TjHandle handle(true);
-  return handle.h;
+// Throws with turbojpeg's message and drops the handle.
+[[noreturn]] void tj_fail(bool compress, const std::string& what) {
+  auto& h = thread_handle(compress);
+  std::string reason = tjGetErrorStr2(h->h);
+  h.reset();
+  throw Error(msg(what, ": ", reason));
 }
 
 Image decode_jpeg(std::span<const uint8_t> bytes) {
-  tjhandle tj = decompressor();
+  tjhandle tj = thread_handle(false)->h;
+  const std::string what = msg("cannot decode JPEG (", bytes.size(), " bytes)");
   int width = 0, height = 0, subsamp = 0, colorspace = 0;
   if (tjDecompressHeader3(tj, bytes.data(), (unsigned long)bytes.size(), &width, &height, &subsamp, &colorspace) != 0)
-    throw Error(msg("cannot decode JPEG (", bytes.size(), " bytes): ", tjGetErrorStr2(tj)));
-  check_dimensions(msg("cannot decode JPEG (", bytes.size(), " bytes)"), width, height);
+    tj_fail(false, what);
+  check_dimensions(what, width, height);
   Image out(height, width, 3);
   // Warnings (e.g. "extraneous bytes before marker") are tolerated as in libjpeg, PIL and OpenCV; errors are not.
   if (tjDecompress2(tj, bytes.data(), (unsigned long)bytes.size(), out.pixels.data(), width, 0, height, TJPF_RGB, 0) !=
           0 &&
       tjGetErrorCode(tj) != TJERR_WARNING)
-    throw Error(msg("cannot decode JPEG (", bytes.size(), " bytes): ", tjGetErrorStr2(tj)));
+    tj_fail(false, what);
   return out;
 }
 
@@ -122,14 +130,14 @@ Image decode_image(std::span<const uint8_t> bytes, const DecodeOptions& options)
 std::vector<uint8_t> encode_jpeg(const Image& image, int quality) {
   check_encodable("encode_jpeg", image);
   FF_CHECK(quality >= 1 && quality <= 100, "encode_jpeg: quality ", quality, " is not in 1..100");
-  tjhandle tj = compressor();
+  tjhandle tj = thread_handle(true)->h;
   unsigned char* buf = nullptr;
   unsigned long size = 0;
   bool grey = image.channels == 1;
   int rc = tjCompress2(tj, image.pixels.data(), image.width, 0, image.height, grey ? TJPF_GRAY : TJPF_RGB, &buf, &size,
                        grey ? TJSAMP_GRAY : TJSAMP_420, quality, 0);
   std::unique_ptr<unsigned char, decltype(&tjFree)> owned(buf, &tjFree);
-  FF_CHECK(rc == 0, "encode_jpeg: ", tjGetErrorStr2(tj));
+  if (rc != 0) tj_fail(true, "encode_jpeg");
   return std::vector<uint8_t>(buf, buf + size);
 }
 

@@ -43,12 +43,14 @@ NpyMatrix read_npy(const std::string& path) {
   for (size_t i = 0; i < len_bytes; ++i) hlen |= (size_t)b[8 + i] << (8 * i);
   FF_CHECK(hlen <= b.size() - start, path, ": .npy header of ", hlen, " bytes runs past the end of the file");
   std::string header(b.begin() + start, b.begin() + start + hlen);
+  static const std::regex kDescr("'descr':\\s*'([^']*)'"), kOrder("'fortran_order':\\s*(True|False)"),
+      kShape("'shape':\\s*\\(\\s*(\\d{1,15})\\s*,\\s*(\\d{1,15})\\s*,?\\s*\\)");
   std::smatch m;
-  FF_CHECK(std::regex_search(header, m, std::regex("'descr':\\s*'([^']*)'")) && m[1] == "<f4", path,
+  FF_CHECK(std::regex_search(header, m, kDescr) && m[1] == "<f4", path,
            ": .npy dtype must be '<f4' (float32), header is ", header);
-  FF_CHECK(std::regex_search(header, m, std::regex("'fortran_order':\\s*(True|False)")) && m[1] == "False", path,
+  FF_CHECK(std::regex_search(header, m, kOrder) && m[1] == "False", path,
            ": .npy array must be in C order");
-  FF_CHECK(std::regex_search(header, m, std::regex("'shape':\\s*\\(\\s*(\\d{1,15})\\s*,\\s*(\\d{1,15})\\s*,?\\s*\\)")), path,
+  FF_CHECK(std::regex_search(header, m, kShape), path,
            ": .npy array must be 2-D, header is ", header);
   NpyMatrix out;
   out.rows = std::stoll(m[1]);

@@ -87,15 +87,18 @@ TEST(RecordIO, RejoinsSplitRecordsAndReadsMultiLabelHeaders) {
   auto all = read_file_bytes(fixture("rec/face.rec"));
   uint64_t off2 = reader.offset(2);
   EXPECT_EQ(u32_at(all, off2 + 4) >> 29, 1u);
-  RecordPayload p2 = parse_payload(reader.read(2));
+  std::vector<uint8_t> bytes2 = reader.read(2);
+  RecordPayload p2 = parse_payload(bytes2);
   EXPECT_EQ(p2.header.id, uint64_t(kRecordIOMagic) | (uint64_t(kRecordIOMagic) << 32));
   EXPECT_EQ(p2.header.label, 0.0f);
   // Key 3: the magic word inside the JPEG (a comment segment) is restored, so the image decodes.
-  RecordPayload p3 = parse_payload(reader.read(3));
+  std::vector<uint8_t> bytes3 = reader.read(3);  // the payload's image is a view into these bytes
+  RecordPayload p3 = parse_payload(bytes3);
   uint32_t word = kRecordIOMagic;
   EXPECT_EQ(std::memcmp(p3.image.data() + 8, &word, 4), 0);
   // Key 4: flag 3, three float labels, the first is the class.
-  RecordPayload p4 = parse_payload(reader.read(4));
+  std::vector<uint8_t> bytes4 = reader.read(4);
+  RecordPayload p4 = parse_payload(bytes4);
   EXPECT_EQ(p4.header.flag, 3u);
   EXPECT_EQ(p4.labels, m["multi_labels"].get<std::vector<float>>());
   EXPECT_EQ(p4.class_label(), 1.0f);
