@@ -146,6 +146,12 @@ RecordIOReader::RecordIOReader(const std::string& rec_path, const std::string& i
     throw Error(msg("cannot stat '", rec_path_, "': ", std::strerror(e)));
   }
   size_ = (size_t)st.st_size;
+  for (auto& [key, off] : index_) {
+    if (off + 8 <= size_) continue;
+    ::close(fd);
+    throw Error(msg(idx_path_, ": offset ", off, " of key ", key, " is past the end of ", rec_path_, " (", size_,
+                    " bytes)"));
+  }
   if (size_ > 0) {
     void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
@@ -155,9 +161,6 @@ RecordIOReader::RecordIOReader(const std::string& rec_path, const std::string& i
   } else {
     ::close(fd);
   }
-  for (auto& [key, off] : index_)
-    FF_CHECK(off + 8 <= size_, idx_path_, ": offset ", off, " of key ", key, " is past the end of ", rec_path_, " (",
-             size_, " bytes)");
 }
 
 RecordIOReader::~RecordIOReader() {
@@ -358,10 +361,21 @@ RecordDataset::RecordDataset(const std::string& rec_path, const std::string& idx
     // im2rec files (and face headers without identity records) say nothing about the class count.
     int64_t max_label = -1;
     for (size_t i = 0; i < keys_.size(); ++i) {
-      RecordPayload p = parse_payload(reader_.payload_at(offsets_[i], storage));
+      RecordPayload p = payload(i, storage);
       max_label = std::max(max_label, checked_label(keys_[i], p, INT64_MAX));
     }
     num_classes_ = max_label + 1;
+  }
+}
+
+RecordPayload RecordDataset::payload(size_t i, std::vector<uint8_t>& storage) const {
+  try {
+    return parse_payload(reader_.payload_at(offsets_[i], storage));
+  } catch (const Error& e) {
+    // Reader messages start with the file name; say which key instead of repeating it.
+    std::string what = e.what(), prefix = reader_.path() + ": ";
+    if (what.rfind(prefix, 0) == 0) what = what.substr(prefix.size());
+    throw Error(msg(describe(i), ": ", what));
   }
 }
 
@@ -377,7 +391,7 @@ int64_t RecordDataset::checked_label(uint64_t key, const RecordPayload& p, int64
 int64_t RecordDataset::label(size_t i) const {
   FF_CHECK(i < keys_.size(), "RecordDataset: index ", i, " out of range (", keys_.size(), " images)");
   std::vector<uint8_t> storage;
-  return checked_label(keys_[i], parse_payload(reader_.payload_at(offsets_[i], storage)), num_classes_);
+  return checked_label(keys_[i], payload(i, storage), num_classes_);
 }
 
 std::string RecordDataset::describe(size_t i) const { return msg(reader_.path(), " key ", keys_.at(i)); }
@@ -390,12 +404,7 @@ Sample RecordDataset::get(size_t i) const {
   std::string first_error;
   for (size_t t = 0; t < tries; ++t) {
     size_t j = (i + t) % keys_.size();
-    RecordPayload p;
-    try {
-      p = parse_payload(reader_.payload_at(offsets_[j], storage));
-    } catch (const Error& e) {
-      throw Error(msg(describe(j), ": ", e.what()));
-    }
+    RecordPayload p = payload(j, storage);
     int64_t lab = checked_label(keys_[j], p, num_classes_);
     try {
       return Sample{decode_image(p.image, options_.decode), lab};

@@ -123,8 +123,9 @@ struct RecordDatasetOptions {
 };
 
 // Images of a RecordIO file. Face layout (record 0 has flag 2, no image, labels (a, b)): images are
-// keys 1 … a−1 and num_classes is the identity count b − a. Otherwise (plain im2rec) every key is
-// an image and num_classes = max label + 1. Labels are checked (integral, in range) when read.
+// keys 1 … a−1 and num_classes is the identity count b − a; opening reads only record 0. Otherwise
+// (plain im2rec) every key is an image and num_classes = max label + 1, which takes one pass over
+// the record headers at open. Labels are checked (integral, in range) whenever they are read.
 class RecordDataset : public Dataset {
  public:
   explicit RecordDataset(const std::string& rec_path, const std::string& idx_path = "",
@@ -142,6 +143,7 @@ class RecordDataset : public Dataset {
   std::vector<uint64_t> skipped() const;
 
  private:
+  RecordPayload payload(size_t i, std::vector<uint8_t>& storage) const;  // errors name the key
   int64_t checked_label(uint64_t key, const RecordPayload& p, int64_t num_classes) const;
   RecordIOReader reader_;
   RecordDatasetOptions options_;
