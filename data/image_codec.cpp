@@ -16,8 +16,8 @@ namespace {
 
 // Refuse sizes no face image has, before allocating for them (a corrupt header can claim anything).
 void check_dimensions(const std::string& what, int64_t width, int64_t height) {
-  FF_CHECK(width > 0 && height > 0 && width <= 32768 && height <= 32768 && width * height <= (int64_t(1) << 28),
-           what, ": implausible image size ", width, "x", height);
+  FF_CHECK(width > 0 && height > 0 && width <= 32768 && height <= 32768 && width * height <= (int64_t(1) << 28), what,
+           ": implausible image size ", width, "x", height);
 }
 
 // One turbojpeg handle per thread and direction: handles are not thread-safe and creating one per
@@ -94,8 +94,8 @@ Image decode_png(std::span<const uint8_t> bytes) {
 void check_encodable(const char* op, const Image& image) {
   FF_CHECK(image.channels == 1 || image.channels == 3, op, ": expects 1 or 3 channels, got ", image.channels);
   check_dimensions(op, image.width, image.height);
-  FF_CHECK(image.pixels.size() == (size_t)image.height * image.width * image.channels, op, ": image of ",
-           image.height, "x", image.width, "x", image.channels, " holds ", image.pixels.size(), " bytes");
+  FF_CHECK(image.pixels.size() == (size_t)image.height * image.width * image.channels, op, ": image of ", image.height,
+           "x", image.width, "x", image.channels, " holds ", image.pixels.size(), " bytes");
 }
 
 }  // namespace
@@ -110,8 +110,12 @@ ImageFormat sniff_image_format(std::span<const uint8_t> b) {
 Image decode_image(std::span<const uint8_t> bytes, const DecodeOptions& options) {
   Image image;
   switch (sniff_image_format(bytes)) {
-    case ImageFormat::Jpeg: image = decode_jpeg(bytes); break;
-    case ImageFormat::Png: image = decode_png(bytes); break;
+    case ImageFormat::Jpeg:
+      image = decode_jpeg(bytes);
+      break;
+    case ImageFormat::Png:
+      image = decode_png(bytes);
+      break;
     case ImageFormat::Unknown: {
       std::string head;
       for (size_t i = 0; i < std::min<size_t>(bytes.size(), 4); ++i) head += msg(i ? " " : "", std::hex, (int)bytes[i]);
@@ -158,8 +162,8 @@ std::vector<uint8_t> encode_png(const Image& image) {
 }
 
 Image resize_bilinear(const Image& in, int height, int width) {
-  FF_CHECK(in.height > 0 && in.width > 0 && height > 0 && width > 0, "resize_bilinear: cannot resize ", in.height,
-           "x", in.width, " to ", height, "x", width);
+  FF_CHECK(in.height > 0 && in.width > 0 && height > 0 && width > 0, "resize_bilinear: cannot resize ", in.height, "x",
+           in.width, " to ", height, "x", width);
   const int c = in.channels;
   Image out(height, width, c);
   // Source coordinate and weight of each output column, shared by all rows.

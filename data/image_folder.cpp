@@ -48,7 +48,8 @@ ImageFolderDataset::ImageFolderDataset(const std::string& root, DecodeOptions de
   } catch (const fs::filesystem_error& e) {
     throw Error(msg("image folder '", root, "': ", e.what()));
   }
-  FF_CHECK(!identities_.empty(), "image folder '", root, "' has no identity folders (expected root/<identity>/<image>)");
+  FF_CHECK(!identities_.empty(), "image folder '", root,
+           "' has no identity folders (expected root/<identity>/<image>)");
 }
 
 Sample ImageFolderDataset::get(size_t i) const {

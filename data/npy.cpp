@@ -48,10 +48,8 @@ NpyMatrix read_npy(const std::string& path) {
   std::smatch m;
   FF_CHECK(std::regex_search(header, m, kDescr) && m[1] == "<f4", path,
            ": .npy dtype must be '<f4' (float32), header is ", header);
-  FF_CHECK(std::regex_search(header, m, kOrder) && m[1] == "False", path,
-           ": .npy array must be in C order");
-  FF_CHECK(std::regex_search(header, m, kShape), path,
-           ": .npy array must be 2-D, header is ", header);
+  FF_CHECK(std::regex_search(header, m, kOrder) && m[1] == "False", path, ": .npy array must be in C order");
+  FF_CHECK(std::regex_search(header, m, kShape), path, ": .npy array must be 2-D, header is ", header);
   NpyMatrix out;
   out.rows = std::stoll(m[1]);
   out.cols = std::stoll(m[2]);

@@ -15,75 +15,144 @@ constexpr int kMaxDepth = 16;
 
 const char* opcode_name(uint8_t op) {
   switch (op) {
-    case '(': return "MARK";
-    case '.': return "STOP";
-    case '0': return "POP";
-    case '1': return "POP_MARK";
-    case '2': return "DUP";
-    case 'F': return "FLOAT";
-    case 'I': return "INT";
-    case 'J': return "BININT";
-    case 'K': return "BININT1";
-    case 'L': return "LONG";
-    case 'M': return "BININT2";
-    case 'N': return "NONE";
-    case 'P': return "PERSID";
-    case 'Q': return "BINPERSID";
-    case 'R': return "REDUCE";
-    case 'S': return "STRING";
-    case 'T': return "BINSTRING";
-    case 'U': return "SHORT_BINSTRING";
-    case 'V': return "UNICODE";
-    case 'X': return "BINUNICODE";
-    case 'a': return "APPEND";
-    case 'b': return "BUILD";
-    case 'c': return "GLOBAL";
-    case 'd': return "DICT";
-    case '}': return "EMPTY_DICT";
-    case 'e': return "APPENDS";
-    case 'g': return "GET";
-    case 'h': return "BINGET";
-    case 'i': return "INST";
-    case 'j': return "LONG_BINGET";
-    case 'l': return "LIST";
-    case ']': return "EMPTY_LIST";
-    case 'o': return "OBJ";
-    case 'p': return "PUT";
-    case 'q': return "BINPUT";
-    case 'r': return "LONG_BINPUT";
-    case 's': return "SETITEM";
-    case 't': return "TUPLE";
-    case ')': return "EMPTY_TUPLE";
-    case 'u': return "SETITEMS";
-    case 'G': return "BINFLOAT";
-    case 'B': return "BINBYTES";
-    case 'C': return "SHORT_BINBYTES";
-    case 0x80: return "PROTO";
-    case 0x81: return "NEWOBJ";
-    case 0x82: return "EXT1";
-    case 0x83: return "EXT2";
-    case 0x84: return "EXT4";
-    case 0x85: return "TUPLE1";
-    case 0x86: return "TUPLE2";
-    case 0x87: return "TUPLE3";
-    case 0x88: return "NEWTRUE";
-    case 0x89: return "NEWFALSE";
-    case 0x8a: return "LONG1";
-    case 0x8b: return "LONG4";
-    case 0x8c: return "SHORT_BINUNICODE";
-    case 0x8d: return "BINUNICODE8";
-    case 0x8e: return "BINBYTES8";
-    case 0x8f: return "EMPTY_SET";
-    case 0x90: return "ADDITEMS";
-    case 0x91: return "FROZENSET";
-    case 0x92: return "NEWOBJ_EX";
-    case 0x93: return "STACK_GLOBAL";
-    case 0x94: return "MEMOIZE";
-    case 0x95: return "FRAME";
-    case 0x96: return "BYTEARRAY8";
-    case 0x97: return "NEXT_BUFFER";
-    case 0x98: return "READONLY_BUFFER";
-    default: return nullptr;
+    case '(':
+      return "MARK";
+    case '.':
+      return "STOP";
+    case '0':
+      return "POP";
+    case '1':
+      return "POP_MARK";
+    case '2':
+      return "DUP";
+    case 'F':
+      return "FLOAT";
+    case 'I':
+      return "INT";
+    case 'J':
+      return "BININT";
+    case 'K':
+      return "BININT1";
+    case 'L':
+      return "LONG";
+    case 'M':
+      return "BININT2";
+    case 'N':
+      return "NONE";
+    case 'P':
+      return "PERSID";
+    case 'Q':
+      return "BINPERSID";
+    case 'R':
+      return "REDUCE";
+    case 'S':
+      return "STRING";
+    case 'T':
+      return "BINSTRING";
+    case 'U':
+      return "SHORT_BINSTRING";
+    case 'V':
+      return "UNICODE";
+    case 'X':
+      return "BINUNICODE";
+    case 'a':
+      return "APPEND";
+    case 'b':
+      return "BUILD";
+    case 'c':
+      return "GLOBAL";
+    case 'd':
+      return "DICT";
+    case '}':
+      return "EMPTY_DICT";
+    case 'e':
+      return "APPENDS";
+    case 'g':
+      return "GET";
+    case 'h':
+      return "BINGET";
+    case 'i':
+      return "INST";
+    case 'j':
+      return "LONG_BINGET";
+    case 'l':
+      return "LIST";
+    case ']':
+      return "EMPTY_LIST";
+    case 'o':
+      return "OBJ";
+    case 'p':
+      return "PUT";
+    case 'q':
+      return "BINPUT";
+    case 'r':
+      return "LONG_BINPUT";
+    case 's':
+      return "SETITEM";
+    case 't':
+      return "TUPLE";
+    case ')':
+      return "EMPTY_TUPLE";
+    case 'u':
+      return "SETITEMS";
+    case 'G':
+      return "BINFLOAT";
+    case 'B':
+      return "BINBYTES";
+    case 'C':
+      return "SHORT_BINBYTES";
+    case 0x80:
+      return "PROTO";
+    case 0x81:
+      return "NEWOBJ";
+    case 0x82:
+      return "EXT1";
+    case 0x83:
+      return "EXT2";
+    case 0x84:
+      return "EXT4";
+    case 0x85:
+      return "TUPLE1";
+    case 0x86:
+      return "TUPLE2";
+    case 0x87:
+      return "TUPLE3";
+    case 0x88:
+      return "NEWTRUE";
+    case 0x89:
+      return "NEWFALSE";
+    case 0x8a:
+      return "LONG1";
+    case 0x8b:
+      return "LONG4";
+    case 0x8c:
+      return "SHORT_BINUNICODE";
+    case 0x8d:
+      return "BINUNICODE8";
+    case 0x8e:
+      return "BINBYTES8";
+    case 0x8f:
+      return "EMPTY_SET";
+    case 0x90:
+      return "ADDITEMS";
+    case 0x91:
+      return "FROZENSET";
+    case 0x92:
+      return "NEWOBJ_EX";
+    case 0x93:
+      return "STACK_GLOBAL";
+    case 0x94:
+      return "MEMOIZE";
+    case 0x95:
+      return "FRAME";
+    case 0x96:
+      return "BYTEARRAY8";
+    case 0x97:
+      return "NEXT_BUFFER";
+    case 0x98:
+      return "READONLY_BUFFER";
+    default:
+      return nullptr;
   }
 }
 
@@ -120,8 +189,9 @@ class Unpickler {
       op_ = d_[pos_++];
       if (step()) break;
     }
-    if (stack_.size() != 1 || !marks_.empty()) fail("STOP with ", stack_.size(), " values and ", marks_.size(),
-                                                    " open MARKs on the stack (expected exactly one value)");
+    if (stack_.size() != 1 || !marks_.empty())
+      fail("STOP with ", stack_.size(), " values and ", marks_.size(),
+           " open MARKs on the stack (expected exactly one value)");
     FF_CHECK(pos_ == d_.size(), "pickle ", name_, ": ", d_.size() - pos_, " unexpected bytes after STOP at offset ",
              op_at_);
     if (stack_[0]->kind == Kind::CodecsEncode) fail("the pickled value is a global, not data");
@@ -212,7 +282,8 @@ class Unpickler {
   void extend_list(Ref& list, std::vector<Ref> items) {
     if (list->kind != Kind::List) fail("appends to a ", pickle_kind_name(list->kind), ", not a list");
     for (auto& it : items)
-      if (!is_scalar(*it)) fail("a list may hold only None, bools, ints and strings, not a ", pickle_kind_name(it->kind));
+      if (!is_scalar(*it))
+        fail("a list may hold only None, bools, ints and strings, not a ", pickle_kind_name(it->kind));
     list->items.insert(list->items.end(), std::make_move_iterator(items.begin()), std::make_move_iterator(items.end()));
   }
   void memo_put(uint64_t idx) { memo_[idx] = top(); }
@@ -239,11 +310,20 @@ class Unpickler {
         if (n > d_.size() - pos_) fail("frame of ", n, " bytes runs past the end of the file (truncated?)");
         return false;
       }
-      case '.': return true;
-      case '(': marks_.push_back(stack_.size()); return false;
-      case 'N': push(make(Kind::None)); return false;
-      case 0x88: push_bool(true); return false;
-      case 0x89: push_bool(false); return false;
+      case '.':
+        return true;
+      case '(':
+        marks_.push_back(stack_.size());
+        return false;
+      case 'N':
+        push(make(Kind::None));
+        return false;
+      case 0x88:
+        push_bool(true);
+        return false;
+      case 0x89:
+        push_bool(false);
+        return false;
       case 'I': {  // protocol 0/1 int; Python 2 writes True/False as I01/I00
         std::string s = take_line();
         if (s == "01" || s == "00") {
@@ -261,9 +341,15 @@ class Unpickler {
         push_int(v);
         return false;
       }
-      case 'J': push_int((int32_t)(uint32_t)take_uint(4)); return false;
-      case 'K': push_int((int64_t)take_uint(1)); return false;
-      case 'M': push_int((int64_t)take_uint(2)); return false;
+      case 'J':
+        push_int((int32_t)(uint32_t)take_uint(4));
+        return false;
+      case 'K':
+        push_int((int64_t)take_uint(1));
+        return false;
+      case 'M':
+        push_int((int64_t)take_uint(2));
+        return false;
       case 0x8a: {  // LONG1: little-endian two's complement
         uint64_t n = take_uint(1);
         if (n > 8) fail("integer of ", n, " bytes does not fit 64 bits");
@@ -272,20 +358,41 @@ class Unpickler {
         push_int((int64_t)v);
         return false;
       }
-      case 'U': push_bytes(Kind::Bytes, take_uint(1)); return false;  // Python 2 str
+      case 'U':
+        push_bytes(Kind::Bytes, take_uint(1));
+        return false;  // Python 2 str
       case 'T': {
         int32_t n = (int32_t)(uint32_t)take_uint(4);
         if (n < 0) fail("negative string length ", n);
         push_bytes(Kind::Bytes, (uint64_t)n);
         return false;
       }
-      case 'C': check_proto(3); push_bytes(Kind::Bytes, take_uint(1)); return false;
-      case 'B': check_proto(3); push_bytes(Kind::Bytes, take_uint(4)); return false;
-      case 0x8e: check_proto(4); push_bytes(Kind::Bytes, take_uint(8)); return false;
-      case 0x8c: check_proto(4); push_bytes(Kind::String, take_uint(1)); return false;
-      case 'X': push_bytes(Kind::String, take_uint(4)); return false;
-      case 0x8d: check_proto(4); push_bytes(Kind::String, take_uint(8)); return false;
-      case ']': push(make(Kind::List)); return false;
+      case 'C':
+        check_proto(3);
+        push_bytes(Kind::Bytes, take_uint(1));
+        return false;
+      case 'B':
+        check_proto(3);
+        push_bytes(Kind::Bytes, take_uint(4));
+        return false;
+      case 0x8e:
+        check_proto(4);
+        push_bytes(Kind::Bytes, take_uint(8));
+        return false;
+      case 0x8c:
+        check_proto(4);
+        push_bytes(Kind::String, take_uint(1));
+        return false;
+      case 'X':
+        push_bytes(Kind::String, take_uint(4));
+        return false;
+      case 0x8d:
+        check_proto(4);
+        push_bytes(Kind::String, take_uint(8));
+        return false;
+      case ']':
+        push(make(Kind::List));
+        return false;
       case 'l': {
         Ref l = make(Kind::List);
         extend_list(l, pop_to_mark());
@@ -302,8 +409,12 @@ class Unpickler {
         extend_list(top(), std::move(items));
         return false;
       }
-      case ')': push_tuple({}); return false;
-      case 't': push_tuple(pop_to_mark()); return false;
+      case ')':
+        push_tuple({});
+        return false;
+      case 't':
+        push_tuple(pop_to_mark());
+        return false;
       case 0x85:
       case 0x86:
       case 0x87: {
@@ -313,11 +424,22 @@ class Unpickler {
         push_tuple(std::move(items));
         return false;
       }
-      case 'q': memo_put(take_uint(1)); return false;
-      case 'r': memo_put(take_uint(4)); return false;
-      case 0x94: check_proto(4); memo_put(memo_.size()); return false;
-      case 'h': memo_get(take_uint(1)); return false;
-      case 'j': memo_get(take_uint(4)); return false;
+      case 'q':
+        memo_put(take_uint(1));
+        return false;
+      case 'r':
+        memo_put(take_uint(4));
+        return false;
+      case 0x94:
+        check_proto(4);
+        memo_put(memo_.size());
+        return false;
+      case 'h':
+        memo_get(take_uint(1));
+        return false;
+      case 'j':
+        memo_get(take_uint(4));
+        return false;
       case 'c': {
         std::string module = take_line(), attr = take_line();
         if (module != "_codecs" || attr != "encode")
@@ -371,14 +493,22 @@ class Unpickler {
 
 const char* pickle_kind_name(PickleValue::Kind kind) {
   switch (kind) {
-    case Kind::None: return "None";
-    case Kind::Bool: return "bool";
-    case Kind::Int: return "int";
-    case Kind::Bytes: return "bytes";
-    case Kind::String: return "str";
-    case Kind::List: return "list";
-    case Kind::Tuple: return "tuple";
-    case Kind::CodecsEncode: return "global _codecs.encode";
+    case Kind::None:
+      return "None";
+    case Kind::Bool:
+      return "bool";
+    case Kind::Int:
+      return "int";
+    case Kind::Bytes:
+      return "bytes";
+    case Kind::String:
+      return "str";
+    case Kind::List:
+      return "list";
+    case Kind::Tuple:
+      return "tuple";
+    case Kind::CodecsEncode:
+      return "global _codecs.encode";
   }
   return "?";
 }

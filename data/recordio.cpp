@@ -149,8 +149,8 @@ RecordIOReader::RecordIOReader(const std::string& rec_path, const std::string& i
   for (auto& [key, off] : index_) {
     if (off + 8 <= size_) continue;
     ::close(fd);
-    throw Error(msg(idx_path_, ": offset ", off, " of key ", key, " is past the end of ", rec_path_, " (", size_,
-                    " bytes)"));
+    throw Error(
+        msg(idx_path_, ": offset ", off, " of key ", key, " is past the end of ", rec_path_, " (", size_, " bytes)"));
   }
   if (size_ > 0) {
     void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -182,8 +182,8 @@ std::span<const uint8_t> RecordIOReader::payload_at(uint64_t offset, std::vector
   storage.clear();
   uint64_t pos = offset;
   for (int part = 0;; ++part) {
-    FF_CHECK(pos + 8 <= size_, rec_path_, ": truncated record at offset ", offset, ": part ", part, " header at ",
-             pos, " runs past the end of the file (", size_, " bytes)");
+    FF_CHECK(pos + 8 <= size_, rec_path_, ": truncated record at offset ", offset, ": part ", part, " header at ", pos,
+             " runs past the end of the file (", size_, " bytes)");
     uint32_t magic = load_u32(data_ + pos), lrec = load_u32(data_ + pos + 4);
     FF_CHECK(magic == kRecordIOMagic, rec_path_, ": bad magic 0x", std::hex, magic, std::dec, " at offset ", pos,
              " (record at offset ", offset, "), expected 0xced7230a");
@@ -249,8 +249,8 @@ void RecordIOWriter::overwrite(uint64_t offset, std::span<const uint8_t> payload
   FF_CHECK(payload.size() == old_payload_size && bytes.size() == align4(8 + old_payload_size),
            "RecordIOWriter::overwrite: the new record must have the old one's size and no split");
   std::FILE* f = rec_.get();
-  bool ok = std::fseek(f, (long)offset, SEEK_SET) == 0 && std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size() &&
-            std::fseek(f, 0, SEEK_END) == 0;
+  bool ok = std::fseek(f, (long)offset, SEEK_SET) == 0 &&
+            std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size() && std::fseek(f, 0, SEEK_END) == 0;
   FF_CHECK(ok, "cannot rewrite the record at offset ", offset, " of '", rec_path_, "': ", std::strerror(errno));
 }
 

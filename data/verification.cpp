@@ -64,8 +64,8 @@ std::vector<double> pair_distances(std::span<const float> emb, std::span<const f
                                    size_t dim) {
   FF_CHECK(rows % 2 == 0, "pair_distances: ", rows, " embeddings do not make pairs");
   FF_CHECK(emb.size() == rows * dim, "pair_distances: ", emb.size(), " values for ", rows, "x", dim, " embeddings");
-  FF_CHECK(flipped.empty() || flipped.size() == emb.size(), "pair_distances: flipped embeddings have ",
-           flipped.size(), " values, expected ", emb.size());
+  FF_CHECK(flipped.empty() || flipped.size() == emb.size(), "pair_distances: flipped embeddings have ", flipped.size(),
+           " values, expected ", emb.size());
   std::vector<double> normed(rows * dim);
   for (size_t r = 0; r < rows; ++r) {
     double* v = &normed[r * dim];
@@ -144,8 +144,10 @@ VerificationResult evaluate_verification(std::span<const double> distances, cons
     int64_t ta = 0, fa = 0, ns = 0, nd = 0;
     for (size_t i = begin; i < end; ++i) {
       bool accept = distances[i] < vt;
-      if (issame[i]) ++ns, ta += accept;
-      else ++nd, fa += accept;
+      if (issame[i])
+        ++ns, ta += accept;
+      else
+        ++nd, fa += accept;
     }
     r.fold_tar.push_back(ratio(ta, ns));
     r.fold_far.push_back(ratio(fa, nd));

@@ -63,8 +63,9 @@ TEST(BinPairs, RefusesCodeAndObjects) {
   expect_error([] { load_pickle(bytes_of("(i__main__\nX\n."), "t"); }, {"INST (0x69) at offset 1"});
   expect_error([] { load_pickle(bytes_of("N\xff."), "t"); }, {"unknown opcode", "0xff", "offset 1"});
   // The protocol-2 bytes idiom is allowed only as _codecs.encode(str, 'latin1').
-  expect_error([] { load_pickle(bytes_of("c_codecs\nencode\nX\x01\x00\x00\x00"s + "aX\x04\x00\x00\x00"s + "utf8\x86R."), "t"); },
-               {"encoding 'utf8'"});
+  expect_error(
+      [] { load_pickle(bytes_of("c_codecs\nencode\nX\x01\x00\x00\x00"s + "aX\x04\x00\x00\x00"s + "utf8\x86R."), "t"); },
+      {"encoding 'utf8'"});
   expect_error([] { load_pickle(bytes_of("c_codecs\nencode\n."), "t"); }, {"a global, not data"});
   auto ok = load_pickle(bytes_of("c_codecs\nencode\nX\x02\x00\x00\x00\xc3\xbfX\x06\x00\x00\x00latin1\x86R."s), "t");
   ASSERT_EQ(ok->kind, PickleValue::Kind::Bytes);
@@ -99,7 +100,8 @@ TEST(BinPairs, MalformedStreams) {
   std::string deep = "N" + std::string(20, '\x85') + ".";
   expect_error([&] { load_pickle(bytes_of("\x80\x02" + deep), "t"); }, {"nested deeper"});
   expect_error([] { load_pickle(bytes_of("I0x1\n."), "t"); }, {"bad integer literal"});
-  expect_error([] { parse_bin_pairs(bytes_of("\x80\x02](U\x01"s + "aU\x01"s + "be](K\x02"s + "e\x86."), "t"); }, {"issame_list[0] is a int 2"});
+  expect_error([] { parse_bin_pairs(bytes_of("\x80\x02](U\x01"s + "aU\x01"s + "be](K\x02"s + "e\x86."), "t"); },
+               {"issame_list[0] is a int 2"});
   expect_error([] { parse_bin_pairs(bytes_of("\x80\x02](NNe]\x88"s + "a\x86."), "t"); }, {"image 0 is a None"});
   expect_error([] { parse_bin_pairs(bytes_of("\x80\x02N."), "t"); }, {"(bins, issame_list)"});
 }
@@ -117,7 +119,8 @@ TEST(BinPairs, HandAssembledOpcodesThePythonFixturesLack) {
   frame("](\x8a\x01\x01K\x00"s + "e\x86.");
   BinPairs p = parse_bin_pairs(bytes_of(s), "hand.bin");
   ASSERT_EQ(p.pairs(), 2u);
-  EXPECT_EQ(p.images, (std::vector<std::vector<uint8_t>>{bytes_of("ab"), bytes_of("ab"), bytes_of("c"), bytes_of("d")}));
+  EXPECT_EQ(p.images,
+            (std::vector<std::vector<uint8_t>>{bytes_of("ab"), bytes_of("ab"), bytes_of("c"), bytes_of("d")}));
   EXPECT_EQ(p.issame, (std::vector<bool>{true, false}));
   // Plain ints: BININT2 / negative LONG1 read correctly (not as flags).
   auto v = load_pickle(bytes_of("\x80\x02(M\x34\x12\x8a\x01\xfeJ\xff\xff\xff\xff\x8a\x00t."s), "t");
@@ -166,10 +169,12 @@ TEST(BinPairs, WriterOutputLoadsInPython) {
   BinPairs p = random_pairs(77, 1100);
   test::TempDir dir;
   write_bin_pairs(dir / "py.bin", p);
-  std::string cmd = std::string(test::kPython) + " -c \"import pickle,sys; b,s=pickle.load(open(sys.argv[1],'rb')); "
-                    "assert all(type(x) is bytes for x in b) and all(type(v) is bool for v in s); "
-                    "print(len(b), len(s), sum(s), sum(len(x) for x in b), sum(sum(x)*(i+1) for i,x in enumerate(b)))\" " +
-                    (dir / "py.bin");
+  std::string cmd =
+      std::string(test::kPython) +
+      " -c \"import pickle,sys; b,s=pickle.load(open(sys.argv[1],'rb')); "
+      "assert all(type(x) is bytes for x in b) and all(type(v) is bool for v in s); "
+      "print(len(b), len(s), sum(s), sum(len(x) for x in b), sum(sum(x)*(i+1) for i,x in enumerate(b)))\" " +
+      (dir / "py.bin");
   int status = -1;
   std::string out = test::run_command(cmd, &status);
   ASSERT_EQ(status, 0) << out;
@@ -180,8 +185,8 @@ TEST(BinPairs, WriterOutputLoadsInPython) {
     for (uint8_t c : p.images[i]) weighted += (uint64_t)c * (i + 1);
   }
   for (bool s : p.issame) same += s;
-  EXPECT_EQ(out, std::to_string(p.images.size()) + " " + std::to_string(p.issame.size()) + " " +
-                     std::to_string(same) + " " + std::to_string(total) + " " + std::to_string(weighted) + "\n");
+  EXPECT_EQ(out, std::to_string(p.images.size()) + " " + std::to_string(p.issame.size()) + " " + std::to_string(same) +
+                     " " + std::to_string(total) + " " + std::to_string(weighted) + "\n");
 }
 
 }  // namespace

@@ -20,10 +20,18 @@ std::vector<uint8_t> mutate(std::vector<uint8_t> b, Rng& rng) {
   for (int e = 0; e < edits && !b.empty(); ++e) {
     size_t at = rng.below(b.size());
     switch (rng.below(4)) {
-      case 0: b[at] ^= (uint8_t)(1u << rng.below(8)); break;
-      case 1: b[at] = (uint8_t)rng.below(256); break;
-      case 2: b.resize(at); break;
-      default: b[at] = b[rng.below(b.size())]; break;
+      case 0:
+        b[at] ^= (uint8_t)(1u << rng.below(8));
+        break;
+      case 1:
+        b[at] = (uint8_t)rng.below(256);
+        break;
+      case 2:
+        b.resize(at);
+        break;
+      default:
+        b[at] = b[rng.below(b.size())];
+        break;
     }
   }
   return b;

@@ -30,7 +30,8 @@ TEST(ImageFolder, SortsIdentitiesAndImagesAndIgnoresNonImages) {
   TempDir dir;
   fs::path root = dir.path / "root";
   for (auto id : {"b_id", "a_id", "c_id", ".hidden"}) fs::create_directories(root / id);
-  Image x = random_image(rng, 8, 8), y = random_image(rng, 5, 7), z = random_image(rng, 8, 8), w = random_image(rng, 3, 3);
+  Image x = random_image(rng, 8, 8), y = random_image(rng, 5, 7), z = random_image(rng, 8, 8),
+        w = random_image(rng, 3, 3);
   write_file_bytes((root / "b_id" / "y.png").string(), encode_png(y));
   write_file_bytes((root / "b_id" / "x.PNG").string(), encode_png(x));
   write_file_bytes((root / "a_id" / "z.png").string(), encode_png(z));

@@ -46,9 +46,10 @@ TEST(Npy, WriterOutputLoadsInNumpy) {
   auto v = random_values(12, 3 * 4);
   test::TempDir dir;
   write_npy(dir / "e.npy", v, 3, 4);
-  std::string cmd = std::string(test::kPython) +
-                    " -c \"import numpy as np,sys; a=np.load(sys.argv[1]); print(a.dtype, a.shape, repr(float(a[2,1])))\" " +
-                    (dir / "e.npy");
+  std::string cmd =
+      std::string(test::kPython) +
+      " -c \"import numpy as np,sys; a=np.load(sys.argv[1]); print(a.dtype, a.shape, repr(float(a[2,1])))\" " +
+      (dir / "e.npy");
   int status = -1;
   std::string out = test::run_command(cmd, &status);
   ASSERT_EQ(status, 0) << out;

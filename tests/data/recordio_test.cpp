@@ -218,7 +218,8 @@ TEST(RecordIO, GetIsThreadSafe) {
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&, t] {
       for (int round = 0; round < 50; ++round)
-        for (size_t i = 0; i < ds.size(); ++i) mismatches[t] += ds.get((i + t) % ds.size()).image.pixels != want[(i + t) % ds.size()];
+        for (size_t i = 0; i < ds.size(); ++i)
+          mismatches[t] += ds.get((i + t) % ds.size()).image.pixels != want[(i + t) % ds.size()];
     });
   for (auto& th : threads) th.join();
   for (int t = 0; t < 4; ++t) EXPECT_EQ(mismatches[t], 0);
@@ -235,7 +236,8 @@ struct FaceCopy {
   void save(const std::string& idx_text = "") {
     write_file_bytes(rec_path(), rec);
     if (idx_text.empty())
-      std::filesystem::copy_file(fixture("rec/face.idx"), idx_path(), std::filesystem::copy_options::overwrite_existing);
+      std::filesystem::copy_file(fixture("rec/face.idx"), idx_path(),
+                                 std::filesystem::copy_options::overwrite_existing);
     else
       write_text(idx_path(), idx_text);
   }
