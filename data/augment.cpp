@@ -99,10 +99,10 @@ void gaussian_blur(Image& img, double sigma) {
     for (int x = -r; x < w + r; ++x)
       for (int ch = 0; ch < c; ++ch) row[(size_t)(x + r) * c + ch] = s[(size_t)std::clamp(x, 0, w - 1) * c + ch];
     float* d = &tmp[(size_t)y * stride];
-    for (size_t i = 0; i < stride; ++i) {
-      float acc = 0;
-      for (int j = 0; j <= 2 * r; ++j) acc += k[j] * row[i + (size_t)j * c];
-      d[i] = acc;
+    for (int j = 0; j <= 2 * r; ++j) {
+      const float kj = k[j];
+      const float* s = &row[(size_t)j * c];
+      for (size_t i = 0; i < stride; ++i) d[i] += kj * s[i];
     }
   }
   std::vector<float> acc(stride);

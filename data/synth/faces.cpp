@@ -329,46 +329,42 @@ void jpeg_like(Image& img, int quality) {
                                   24, 26, 56, 99, 99, 99, 99, 99, 47, 66, 99, 99, 99, 99, 99, 99,
                                   99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
                                   99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99};
-  static const auto kCos = [] {
-    std::array<float, 64> c{};
+  // The DCT as matrix products, F = C B C^T and B = C^T F C, with loops that vectorise.
+  static const auto kC = [] {
+    std::array<float, 128> c{};  // C, then C^T
     for (int k = 0; k < 8; ++k)
-      for (int n = 0; n < 8; ++n)
-        c[k * 8 + n] = (k ? 0.5f : 0.35355339f) * std::cos((2 * n + 1) * k * kPi / 16);
+      for (int n = 0; n < 8; ++n) c[k * 8 + n] = c[64 + n * 8 + k] = (k ? 0.5f : 0.35355339f) * std::cos((2 * n + 1) * k * kPi / 16);
     return c;
   }();
+  const float* C = kC.data();
+  const float* Ct = kC.data() + 64;
+  auto mul8 = [](const float* A, const float* B, float* out) {
+    for (int i = 0; i < 64; ++i) out[i] = 0;
+    for (int i = 0; i < 8; ++i)
+      for (int k = 0; k < 8; ++k) {
+        const float a = A[i * 8 + k];
+        for (int j = 0; j < 8; ++j) out[i * 8 + j] += a * B[k * 8 + j];
+      }
+  };
   quality = std::clamp(quality, 1, 100);
   const float qs = (quality < 50 ? 5000.f / quality : 200.f - 2 * quality) / 100.f;
   auto quantise = [&](std::vector<float>& plane, int w, int h, const int* table) {
-    float blk[64], tmp[64];
+    float step[64], inv[64], blk[64], tmp[64];
+    for (int i = 0; i < 64; ++i) {
+      step[i] = std::max(1.f, std::floor(table[i] * qs + 0.5f));
+      inv[i] = 1 / step[i];
+    }
     for (int by = 0; by < h; by += 8)
       for (int bx = 0; bx < w; bx += 8) {
         for (int y = 0; y < 8; ++y)
           for (int x = 0; x < 8; ++x) blk[y * 8 + x] = plane[(size_t)std::min(by + y, h - 1) * w + std::min(bx + x, w - 1)] - 128;
-        for (int y = 0; y < 8; ++y)  // rows, then columns
-          for (int k = 0; k < 8; ++k) {
-            float s = 0;
-            for (int n = 0; n < 8; ++n) s += kCos[k * 8 + n] * blk[y * 8 + n];
-            tmp[y * 8 + k] = s;
-          }
-        for (int k = 0; k < 8; ++k)
-          for (int x = 0; x < 8; ++x) {
-            float s = 0;
-            for (int n = 0; n < 8; ++n) s += kCos[k * 8 + n] * tmp[n * 8 + x];
-            const float step = std::max(1.f, std::floor(table[k * 8 + x] * qs + 0.5f));
-            blk[k * 8 + x] = std::round(s / step) * step;
-          }
-        for (int k = 0; k < 8; ++k)  // inverse: columns, then rows
-          for (int n = 0; n < 8; ++n) {
-            float s = 0;
-            for (int j = 0; j < 8; ++j) s += kCos[j * 8 + n] * blk[j * 8 + k];
-            tmp[n * 8 + k] = s;
-          }
+        mul8(C, blk, tmp);
+        mul8(tmp, Ct, blk);
+        for (int i = 0; i < 64; ++i) blk[i] = std::nearbyint(blk[i] * inv[i]) * step[i];
+        mul8(Ct, blk, tmp);
+        mul8(tmp, C, blk);
         for (int y = 0; y < 8 && by + y < h; ++y)
-          for (int x = 0; x < 8 && bx + x < w; ++x) {
-            float s = 0;
-            for (int j = 0; j < 8; ++j) s += kCos[j * 8 + x] * tmp[y * 8 + j];
-            plane[(size_t)(by + y) * w + bx + x] = s + 128;
-          }
+          for (int x = 0; x < 8 && bx + x < w; ++x) plane[(size_t)(by + y) * w + bx + x] = blk[y * 8 + x] + 128;
       }
   };
   const int w = img.width, h = img.height, cw = (w + 1) / 2, ch = (h + 1) / 2;
@@ -479,7 +475,7 @@ class Painter {
       float k = 1 + w_.texture_amp * texture_at(w_, nx, ny);
       k *= 1 - 0.18f * sq(sq(nx) + sq(ny));  // the rim turns away from the camera
       Rgb c = skin(k);
-      const float cheeks = std::exp(-(sq(std::abs(nx) - 0.5f) + sq(ny - 0.25f)) / 0.04f);
+      const float cheeks = sq(sq(std::max(0.f, 1 - (sq(std::abs(nx) - 0.5f) + sq(ny - 0.25f)) / 0.16f)));  // ~exp(-d/0.04)
       c = mix(c, Rgb{0.85f, 0.38f, 0.38f} * k, w_.blush * cheeks);
       return Paint{c, 1};
     });
@@ -731,11 +727,14 @@ class Painter {
         const float r2 = nx * nx + ny * ny, inv_r = 1 / (std::sqrt(r2) + 1e-6f);
         // Inside the ellipse the normal tilts with the surface; beyond it (hair volume) it lies
         // in the image plane. The backdrop only gets a soft gradient toward the light.
-        const float nz = std::sqrt(std::max(0.f, 1 - r2)), ex = r2 < 1 ? nx : nx * inv_r, ey = r2 < 1 ? ny : ny * inv_r;
-        const float on_head = (1 - k) + k * 1.25f * std::max(0.f, ex * lx + ey * ly + nz * lz);
-        const float backdrop = flat + k * 0.2f * (nx * lx + ny * ly) * std::min(1.f, inv_r);
         const size_t i = (size_t)y * n + x;
-        const float shade = lerp(backdrop, on_head, cv_.object_mask[i]);
+        const float m = cv_.object_mask[i];
+        float shade = 0;
+        if (m > 0) {
+          const float nz = std::sqrt(std::max(0.f, 1 - r2)), ex = r2 < 1 ? nx : nx * inv_r, ey = r2 < 1 ? ny : ny * inv_r;
+          shade = m * ((1 - k) + k * 1.25f * std::max(0.f, ex * lx + ey * ly + nz * lz));
+        }
+        if (m < 1) shade += (1 - m) * (flat + k * 0.2f * (nx * lx + ny * ly) * std::min(1.f, inv_r));
         const uint64_t bits = r.next();
         const float grain = offset + sd * (((bits & 0xffff) + ((bits >> 16) & 0xffff) + ((bits >> 32) & 0xffff) + (bits >> 48)) / 65536.f - 2);
         const float* c = &cv_.rgb[i * 3];

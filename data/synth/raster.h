@@ -68,30 +68,38 @@ void fill(Canvas& cv, const Frame& fr, float u0, float u1, float v0, float v1, F
   };
   const int gw = x1 - x0 + 2, gh = y1 - y0 + 2;
   cv.field.resize((size_t)gw * gh);
+  float* field = cv.field.data();  // hoisted: the lambdas could alias the vector for all the compiler knows
   for (int j = 0; j < gh; ++j)
     for (int i = 0; i < gw; ++i) {
       float u, v;
       local(x0 - 1 + i + 0.5f, y0 - 1 + j + 0.5f, u, v);
-      cv.field[(size_t)j * gw + i] = f(u, v);
+      field[(size_t)j * gw + i] = f(u, v);
     }
-  const float inv_soft = 1.f / soft;
+  const float half_soft = 0.5f * soft, inv_soft = 1.f / soft, object = cv.object;
+  float* rgb = cv.rgb.data();
+  float* mask = cv.object_mask.data();
   for (int y = y0; y < y1; ++y)
     for (int x = x0; x < x1; ++x) {
-      const float* c = &cv.field[(size_t)(y - y0 + 1) * gw + (x - x0 + 1)];
+      const float* c = &field[(size_t)(y - y0 + 1) * gw + (x - x0 + 1)];
       const float gx = 0.5f * (c[1] - c[-1]), gy = 0.5f * (c[gw] - c[-gw]);
-      const float g = std::sqrt(gx * gx + gy * gy) + 1e-12f;
-      const float cover = std::clamp(0.5f - c[0] / g * inv_soft, 0.f, 1.f);
-      if (cover <= 0) continue;
+      // |grad| <= |gx| + |gy|: most pixels are plainly outside (or inside) without the sqrt.
+      if (c[0] >= half_soft * (std::abs(gx) + std::abs(gy))) continue;
+      float cover = 1;
+      if (-c[0] < half_soft * (std::abs(gx) + std::abs(gy))) {
+        const float g = std::sqrt(gx * gx + gy * gy) + 1e-12f;
+        cover = std::clamp(0.5f - c[0] / g * inv_soft, 0.f, 1.f);
+        if (cover <= 0) continue;
+      }
       float u, v;
       local(x + 0.5f, y + 0.5f, u, v);
       const Paint p = paint(u, v);
       const float a = cover * p.a;
-      float* d = cv.at(y, x);
+      const size_t i = (size_t)y * cv.width + x;
+      float* d = rgb + i * 3;
       d[0] += (p.c.r - d[0]) * a;
       d[1] += (p.c.g - d[1]) * a;
       d[2] += (p.c.b - d[2]) * a;
-      float& m = cv.object_mask[(size_t)y * cv.width + x];
-      m += (cv.object - m) * a;
+      mask[i] += (object - mask[i]) * a;
     }
 }
 
