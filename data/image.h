@@ -1,6 +1,7 @@
 // An 8-bit image in memory: height x width x channels, row-major, interleaved (HWC), RGB order.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

@@ -1,4 +1,4 @@
-// JPEG/PNG decoding to RGB and encoding, with libturbojpeg and libpng's simplified API, and bilinear resize.
+// JPEG/PNG decoding to RGB and encoding, with libturbojpeg and libpng's simplified API; resizing uses data/augment.h.
 #include "data/image_codec.h"
 
 #include <png.h>
@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+
+#include "data/augment.h"
 
 #include "engine/error.h"
 
@@ -158,45 +160,6 @@ std::vector<uint8_t> encode_png(const Image& image) {
   FF_CHECK(png_image_write_to_memory(&p.img, out.data(), &size, 0, image.pixels.data(), 0, nullptr),
            "encode_png: ", p.img.message);
   out.resize(size);
-  return out;
-}
-
-Image resize_bilinear(const Image& in, int height, int width) {
-  FF_CHECK(in.height > 0 && in.width > 0 && height > 0 && width > 0, "resize_bilinear: cannot resize ", in.height, "x",
-           in.width, " to ", height, "x", width);
-  const int c = in.channels;
-  Image out(height, width, c);
-  // Source coordinate and weight of each output column, shared by all rows.
-  struct Tap {
-    int i0, i1;
-    float w1;
-  };
-  auto taps = [](int n_out, int n_in) {
-    std::vector<Tap> t(n_out);
-    float scale = (float)n_in / (float)n_out;
-    for (int o = 0; o < n_out; ++o) {
-      float s = std::max(0.0f, (o + 0.5f) * scale - 0.5f);
-      int i0 = std::min((int)s, n_in - 1);
-      t[o] = {i0, std::min(i0 + 1, n_in - 1), s - (float)i0};
-    }
-    return t;
-  };
-  std::vector<Tap> xs = taps(width, in.width), ys = taps(height, in.height);
-  for (int y = 0; y < height; ++y) {
-    const Tap& ty = ys[y];
-    for (int x = 0; x < width; ++x) {
-      const Tap& tx = xs[x];
-      const uint8_t *p00 = in.at(ty.i0, tx.i0), *p01 = in.at(ty.i0, tx.i1);
-      const uint8_t *p10 = in.at(ty.i1, tx.i0), *p11 = in.at(ty.i1, tx.i1);
-      uint8_t* q = out.at(y, x);
-      for (int k = 0; k < c; ++k) {
-        float top = p00[k] + tx.w1 * (p01[k] - p00[k]);
-        float bottom = p10[k] + tx.w1 * (p11[k] - p10[k]);
-        float v = top + ty.w1 * (bottom - top);
-        q[k] = (uint8_t)std::clamp((int)std::lround(v), 0, 255);
-      }
-    }
-  }
   return out;
 }
 

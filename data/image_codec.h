@@ -5,6 +5,7 @@
 #include <span>
 #include <vector>
 
+#include "data/augment.h"  // resize_bilinear
 #include "data/image.h"
 
 namespace ff::data {
@@ -29,9 +30,5 @@ Image decode_image(std::span<const uint8_t> bytes, const DecodeOptions& options 
 // Encoders take 1-channel (grey) or 3-channel (RGB) images.
 std::vector<uint8_t> encode_jpeg(const Image& image, int quality = 95);
 std::vector<uint8_t> encode_png(const Image& image);
-
-// Bilinear resize with half-pixel centres (OpenCV INTER_LINEAR, PyTorch align_corners=False), no
-// antialiasing; any channel count.
-Image resize_bilinear(const Image& image, int height, int width);
 
 }  // namespace ff::data

@@ -5,6 +5,7 @@
 
 #include "data/bin_pairs.h"
 #include "data/image_codec.h"
+#include "engine/ops.h"
 
 namespace ff {
 

@@ -2,7 +2,6 @@
 // metrics, SVG plots, periodic evaluation, atomic checkpoints, exact resume and clean interrupts.
 #include "tools/common/trainer.h"
 
-#include <cblas.h>
 #include <omp.h>
 
 #include <atomic>
@@ -144,8 +143,8 @@ std::shared_ptr<data::Dataset> open_training_set(const std::string& path, int64_
 
 void set_cpu_threads(int64_t threads) {
   int n = threads > 0 ? (int)threads : omp_get_num_procs();
+  // OpenBLAS stays single-threaded (kernels/cpu/gemm.h): all parallelism is OpenMP's.
   omp_set_num_threads(n);
-  openblas_set_num_threads(n);
 }
 
 int run_training(const Config& cfg, const TrainOptions& opts) {

@@ -24,7 +24,7 @@ PerturbConfig perturb_config_from(const Config& cfg);
 MarginConfig margin_config_from(const Config& cfg);
 // Opens data.train: a .rec file (train.idx beside it) or an image-folder root.
 std::shared_ptr<data::Dataset> open_training_set(const std::string& path, int64_t input_size);
-// Sets the CPU thread count of OpenMP and the BLAS (0 = all cores).
+// Sets the CPU thread count (OpenMP; 0 = all cores).
 void set_cpu_threads(int64_t threads);
 
 // Runs training; returns the process exit code (0 also when interrupted by SIGINT/SIGTERM after
