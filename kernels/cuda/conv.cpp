@@ -46,12 +46,14 @@ int to_int(int64_t v, const Conv2dShape& s) {
   return (int)v;
 }
 
-// Picks the first usable algorithm of cuDNN's ranked list: deterministic first, and for f32
-// without TF32 only FMA math. Falls back to a non-deterministic one with a one-line warning.
+// Picks the first usable algorithm of cuDNN's ranked list, deterministic ones first; without TF32
+// an algorithm reported for tensor-op math is not usable. Falls back to a non-deterministic one with
+// a one-line warning.
 template <class Perf>
 const Perf& pick(const Perf* perf, int count, bool fma_only, const char* pass, const Conv2dShape& s) {
   auto usable = [&](const Perf& p) {
-    return p.status == CUDNN_STATUS_SUCCESS && (!fma_only || p.mathType == CUDNN_FMA_MATH);
+    const bool tensor_ops = p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+    return p.status == CUDNN_STATUS_SUCCESS && !(fma_only && tensor_ops);
   };
   for (int i = 0; i < count; ++i)
     if (usable(perf[i]) && perf[i].determinism == CUDNN_DETERMINISTIC) return perf[i];
@@ -64,6 +66,9 @@ const Perf& pick(const Perf* perf, int count, bool fma_only, const char* pass, c
   throw Error(
       msg("conv2d (CUDA): cuDNN offers no ", pass, " algorithm for ", shape_text(s), fma_only ? " without TF32" : ""));
 }
+
+// The math type an algorithm runs with: FMA whenever TF32 is off for f32, whatever cuDNN reported.
+cudnnMathType_t run_math(cudnnMathType_t reported, bool fma_only) { return fma_only ? CUDNN_FMA_MATH : reported; }
 
 class PlanCache {
  public:
@@ -115,7 +120,7 @@ class PlanCache {
                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf));
     const auto& best = pick(perf, count, fma_only, "forward", s);
     p.fwd = best.algo;
-    p.fwd_math = best.mathType;
+    p.fwd_math = run_math(best.mathType, fma_only);
     FF_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.fwd_math));
     FF_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(cudnn(), p.x, p.w, p.conv, p.y, p.fwd, &p.fwd_ws));
     p.have_fwd = true;
@@ -129,7 +134,7 @@ class PlanCache {
                                                                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count, perf));
     const auto& best = pick(perf, count, fma_only, "input-gradient", s);
     p.bwd_data = best.algo;
-    p.bwd_data_math = best.mathType;
+    p.bwd_data_math = run_math(best.mathType, fma_only);
     FF_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.bwd_data_math));
     FF_CUDNN_CHECK(
         cudnnGetConvolutionBackwardDataWorkspaceSize(cudnn(), p.w, p.y, p.conv, p.x, p.bwd_data, &p.bwd_data_ws));
@@ -144,7 +149,7 @@ class PlanCache {
         cudnn(), p.x, p.y, p.conv, p.w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count, perf));
     const auto& best = pick(perf, count, fma_only, "weight-gradient", s);
     p.bwd_filter = best.algo;
-    p.bwd_filter_math = best.mathType;
+    p.bwd_filter_math = run_math(best.mathType, fma_only);
     FF_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.bwd_filter_math));
     FF_CUDNN_CHECK(
         cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnn(), p.x, p.y, p.conv, p.w, p.bwd_filter, &p.bwd_filter_ws));

@@ -1,4 +1,4 @@
-// CUDA runtime glue, no kernels (0 bytes per element): the caching allocator, device copies, launch checks.
+// CUDA runtime glue: the caching device allocator, cross-device copies and launch checks (host code only).
 #include <cstdlib>
 #include <map>
 #include <mutex>
