@@ -25,13 +25,13 @@ inline void require_backend(const char* op, const Tensor& t) {
 
 }  // namespace ff
 
-// Calls the kernel `fn` for t's device: ff::cuda::fn for a CUDA tensor, else ff::cpu::fn. The two
-// share name and signature (kernels/cuda/ops.h mirrors kernels/cpu/), so a call site reads
-//   FF_KERNEL(x, prelu_forward<T>)(x.data<T>(), N, C, S, w.data<T>(), y.data<T>());
-// Used inside dispatch_float's lambda, a build without CUDA never instantiates the CUDA branch.
-#define FF_KERNEL(t, fn)                                          \
-  [&](auto&&... args) {                                           \
-    if constexpr (::ff::kCudaBuild)                               \
-      if ((t).device().is_cuda()) return ::ff::cuda::fn(args...); \
-    return ::ff::cpu::fn(args...);                                \
-  }
+// Calls the kernel `fn` for t's device with the given arguments: ff::cuda::fn for a CUDA tensor, else
+// ff::cpu::fn. The two share name and signature (kernels/cuda/ops.h mirrors kernels/cpu/), e.g.
+//   FF_KERNEL(x, prelu_forward<T>, x.data<T>(), N, C, S, w.data<T>(), y.data<T>());
+// A build without CUDA discards the CUDA branch, so it needs no definition of the CUDA kernel.
+#define FF_KERNEL(t, fn, ...)                                         \
+  [&] {                                                               \
+    if constexpr (::ff::kCudaBuild)                                   \
+      if ((t).device().is_cuda()) return ::ff::cuda::fn(__VA_ARGS__); \
+    return ::ff::cpu::fn(__VA_ARGS__);                                \
+  }()

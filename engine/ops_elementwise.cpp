@@ -156,14 +156,13 @@ void add_(Tensor& dst, const Tensor& src, double alpha) {
   check_same_device("add_", dst, src);
   FF_CHECK(dst.shape() == src.shape(), "add_: shapes ", dst.str(), " and ", src.str(), " differ");
   require_backend("add_", dst);
-  dispatch_float("add_", dst.dtype(), [&]<class T>() {
-    FF_KERNEL(dst, add_<T>)(dst.numel(), dst.data<T>(), src.data<T>(), alpha);
-  });
+  dispatch_float("add_", dst.dtype(),
+                 [&]<class T>() { FF_KERNEL(dst, add_<T>, dst.numel(), dst.data<T>(), src.data<T>(), alpha); });
 }
 
 void scale_(Tensor& t, double s) {
   require_backend("scale_", t);
-  dispatch_float("scale_", t.dtype(), [&]<class T>() { FF_KERNEL(t, scale_<T>)(t.numel(), t.data<T>(), s); });
+  dispatch_float("scale_", t.dtype(), [&]<class T>() { FF_KERNEL(t, scale_<T>, t.numel(), t.data<T>(), s); });
 }
 
 Tensor randn(const Shape& shape, Rng& rng, double stddev, DType dtype) {

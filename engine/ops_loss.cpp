@@ -18,14 +18,14 @@ Tensor log_softmax(const Tensor& x) {
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor lse = Tensor::empty({N}, DType::F64, x.device());
   dispatch_float(op, x.dtype(), [&]<class T>() {
-    FF_KERNEL(x, logsumexp_rows<T>)(x.data<T>(), N, C, lse.data<double>());
-    FF_KERNEL(x, log_softmax_forward<T>)(x.data<T>(), N, C, lse.data<double>(), out.data<T>());
+    FF_KERNEL(x, logsumexp_rows<T>, x.data<T>(), N, C, lse.data<double>());
+    FF_KERNEL(x, log_softmax_forward<T>, x.data<T>(), N, C, lse.data<double>(), out.data<T>());
   });
   Tensor yd = out.detach();
   return record(op, out, {x}, [yd, N, C](const Tensor& g) {
     Tensor dx = Tensor::empty(yd.shape(), yd.dtype(), yd.device());
     dispatch_float("log_softmax_backward", yd.dtype(), [&]<class T>() {
-      FF_KERNEL(yd, log_softmax_backward<T>)(g.data<T>(), yd.data<T>(), N, C, dx.data<T>());
+      FF_KERNEL(yd, log_softmax_backward<T>, g.data<T>(), yd.data<T>(), N, C, dx.data<T>());
     });
     return std::vector<Tensor>{dx};
   });
@@ -55,7 +55,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
   Tensor lse = Tensor::empty({N}, DType::F64, logits.device());
   Tensor out = Tensor::empty({}, logits.dtype(), logits.device());
   dispatch_float(op, logits.dtype(), [&]<class T>() {
-    FF_KERNEL(logits, logsumexp_rows<T>)(logits.data<T>(), N, C, lse.data<double>());
+    FF_KERNEL(logits, logsumexp_rows<T>, logits.data<T>(), N, C, lse.data<double>());
     // The CUDA twin writes the loss where it lies; the CPU one returns it.
     if constexpr (kCudaBuild)
       if (logits.device().is_cuda())
@@ -67,8 +67,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
   return record(op, out, {logits}, [xd, lab, lse, N, C](const Tensor& g) {
     Tensor dx = Tensor::empty(xd.shape(), xd.dtype(), xd.device());
     dispatch_float("cross_entropy_backward", xd.dtype(), [&]<class T>() {
-      FF_KERNEL(xd, cross_entropy_backward<T>)
-      (xd.data<T>(), lab.data<int64_t>(), N, C, lse.data<double>(), g.data<T>(), dx.data<T>());
+      FF_KERNEL(xd, cross_entropy_backward<T>, xd.data<T>(), lab.data<int64_t>(), N, C, lse.data<double>(), g.data<T>(),
+                dx.data<T>());
     });
     return std::vector<Tensor>{dx};
   });

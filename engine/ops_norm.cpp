@@ -64,20 +64,20 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
   dispatch_float(op, x.dtype(), [&]<class T>() {
     if (opt.training) {
       Tensor var = Tensor::empty({C}, DType::F64, x.device());
-      FF_KERNEL(x, batch_norm_stats<T>)(x.data<T>(), N, C, S, pm, var.data<double>());
-      FF_KERNEL(x, batch_norm_invstd)(C, opt.eps, var.data<double>(), pi);
+      FF_KERNEL(x, batch_norm_stats<T>, x.data<T>(), N, C, S, pm, var.data<double>());
+      FF_KERNEL(x, batch_norm_invstd, C, opt.eps, var.data<double>(), pi);
       if (opt.update_stats && running_mean.defined())
-        FF_KERNEL(x, batch_norm_update_running<T>)
-        (C, M, opt.momentum, pm, var.data<double>(), running_mean.data<T>(), running_var.data<T>());
+        FF_KERNEL(x, batch_norm_update_running<T>, C, M, opt.momentum, pm, var.data<double>(), running_mean.data<T>(),
+                  running_var.data<T>());
     } else {
-      FF_KERNEL(x, batch_norm_running_stats<T>)(C, opt.eps, running_mean.data<T>(), running_var.data<T>(), pm, pi);
+      FF_KERNEL(x, batch_norm_running_stats<T>, C, opt.eps, running_mean.data<T>(), running_var.data<T>(), pm, pi);
     }
   });
 
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_float(op, x.dtype(), [&]<class T>() {
-    FF_KERNEL(x, batch_norm_forward<T>)
-    (x.data<T>(), N, C, S, pm, pi, data_or_null<T>(weight), data_or_null<T>(bias), out.data<T>());
+    FF_KERNEL(x, batch_norm_forward<T>, x.data<T>(), N, C, S, pm, pi, data_or_null<T>(weight), data_or_null<T>(bias),
+              out.data<T>());
   });
 
   const bool gx = x.requires_grad(), gw = weight.defined() && weight.requires_grad(),
@@ -89,9 +89,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
     Tensor dw = gw ? Tensor::empty({C}, xd.dtype(), xd.device()) : Tensor();
     Tensor db = gb ? Tensor::empty({C}, xd.dtype(), xd.device()) : Tensor();
     dispatch_float("batch_norm_backward", xd.dtype(), [&]<class T>() {
-      FF_KERNEL(xd, batch_norm_backward<T>)
-      (g.data<T>(), xd.data<T>(), N, C, S, mean.data<double>(), invstd.data<double>(), data_or_null<T>(wd), training,
-       gx ? dx.data<T>() : nullptr, gw ? dw.data<T>() : nullptr, gb ? db.data<T>() : nullptr);
+      FF_KERNEL(xd, batch_norm_backward<T>, g.data<T>(), xd.data<T>(), N, C, S, mean.data<double>(),
+                invstd.data<double>(), data_or_null<T>(wd), training, gx ? dx.data<T>() : nullptr,
+                gw ? dw.data<T>() : nullptr, gb ? db.data<T>() : nullptr);
     });
     return std::vector<Tensor>{dx, dw, db};
   });
@@ -108,7 +108,7 @@ Tensor prelu(const Tensor& x, const Tensor& weight) {
   const int64_t N = v.N, C = v.C, S = v.S;
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_float(op, x.dtype(), [&]<class T>() {
-    FF_KERNEL(x, prelu_forward<T>)(x.data<T>(), N, C, S, weight.data<T>(), out.data<T>());
+    FF_KERNEL(x, prelu_forward<T>, x.data<T>(), N, C, S, weight.data<T>(), out.data<T>());
   });
   const bool gx = x.requires_grad(), gw = weight.requires_grad();
   Tensor xd = x.detach(), wd = weight.detach();
@@ -116,8 +116,8 @@ Tensor prelu(const Tensor& x, const Tensor& weight) {
     Tensor dx = gx ? Tensor::empty(xd.shape(), xd.dtype(), xd.device()) : Tensor();
     Tensor dw = gw ? Tensor::empty({C}, xd.dtype(), xd.device()) : Tensor();
     dispatch_float("prelu_backward", xd.dtype(), [&]<class T>() {
-      FF_KERNEL(xd, prelu_backward<T>)
-      (g.data<T>(), xd.data<T>(), N, C, S, wd.data<T>(), gx ? dx.data<T>() : nullptr, gw ? dw.data<T>() : nullptr);
+      FF_KERNEL(xd, prelu_backward<T>, g.data<T>(), xd.data<T>(), N, C, S, wd.data<T>(), gx ? dx.data<T>() : nullptr,
+                gw ? dw.data<T>() : nullptr);
     });
     return std::vector<Tensor>{dx, dw};
   });
@@ -153,13 +153,13 @@ Tensor l2_normalize(const Tensor& x, double eps) {
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor norm = Tensor::empty({N}, DType::F64, x.device());
   dispatch_float(op, x.dtype(), [&]<class T>() {
-    FF_KERNEL(x, l2_normalize_forward<T>)(x.data<T>(), N, D, eps, out.data<T>(), norm.data<double>());
+    FF_KERNEL(x, l2_normalize_forward<T>, x.data<T>(), N, D, eps, out.data<T>(), norm.data<double>());
   });
   Tensor xd = x.detach();
   return record(op, out, {x}, [xd, norm, N, D, eps](const Tensor& g) {
     Tensor dx = Tensor::empty(xd.shape(), xd.dtype(), xd.device());
     dispatch_float("l2_normalize_backward", xd.dtype(), [&]<class T>() {
-      FF_KERNEL(xd, l2_normalize_backward<T>)(g.data<T>(), xd.data<T>(), N, D, eps, norm.data<double>(), dx.data<T>());
+      FF_KERNEL(xd, l2_normalize_backward<T>, g.data<T>(), xd.data<T>(), N, D, eps, norm.data<double>(), dx.data<T>());
     });
     return std::vector<Tensor>{dx};
   });

@@ -24,7 +24,7 @@ Tensor reduce_dim(const char* op, const Tensor& x, int64_t dim, bool keepdim, bo
   Tensor out = Tensor::empty(kept, x.dtype(), x.device());
   double scale = average ? 1.0 / (double)std::max<int64_t>(n, 1) : 1.0;
   dispatch_float(op, x.dtype(), [&]<class T>() {
-    FF_KERNEL(x, reduce_middle<T>)(x.data<T>(), out.data<T>(), outer, n, inner, scale);
+    FF_KERNEL(x, reduce_middle<T>, x.data<T>(), out.data<T>(), outer, n, inner, scale);
   });
   Shape in_shape = x.shape();
   out = record(op, out, {x}, [in_shape, kept, scale](const Tensor& g) {
@@ -43,9 +43,8 @@ Tensor reduce_all(const char* op, const Tensor& x, bool average) {
   require_backend(op, x);
   Tensor out = Tensor::empty({}, x.dtype(), x.device());
   double scale = average ? 1.0 / (double)std::max<int64_t>(x.numel(), 1) : 1.0;
-  dispatch_float(op, x.dtype(), [&]<class T>() {
-    FF_KERNEL(x, sum_all<T>)(x.data<T>(), x.numel(), scale, out.data<T>());
-  });
+  dispatch_float(op, x.dtype(),
+                 [&]<class T>() { FF_KERNEL(x, sum_all<T>, x.data<T>(), x.numel(), scale, out.data<T>()); });
   Shape in_shape = x.shape();
   return record(op, out, {x}, [in_shape, scale](const Tensor& g) {
     // Broadcasting the scalar gradient; it stays on its device (no read-back of a CUDA value).
