@@ -41,7 +41,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
                   const BatchNormOptions& opt) {
   const char* op = "batch_norm";
   check_float(op, x);
-  require_cpu(op, x);
+  require_backend(op, x);
   FF_CHECK(x.dim() == 2 || x.dim() == 4, op, ": input must be [N, C] or [N, C, H, W], got ", x.str());
   check_channel_param(op, x, weight, "weight");
   check_channel_param(op, x, bias, "bias");
@@ -57,31 +57,27 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
   // As in PyTorch: one value per channel has no variance to normalise by.
   FF_CHECK(!opt.training || M > 1, op, ": expected more than 1 value per channel when training, got input ", x.str());
 
-  Tensor mean = Tensor::empty({C}, DType::F64), invstd = Tensor::empty({C}, DType::F64);
+  // Per-channel statistics in f64 on x's device, kept for backward.
+  Tensor mean = Tensor::empty({C}, DType::F64, x.device()), invstd = Tensor::empty({C}, DType::F64, x.device());
   double* pm = mean.data<double>();
   double* pi = invstd.data<double>();
   dispatch_float(op, x.dtype(), [&]<class T>() {
     if (opt.training) {
-      std::vector<double> var((size_t)C);
-      cpu::batch_norm_stats<T>(x.data<T>(), N, C, S, pm, var.data());
-      for (int64_t c = 0; c < C; ++c) pi[c] = 1.0 / std::sqrt(var[c] + opt.eps);
+      Tensor var = Tensor::empty({C}, DType::F64, x.device());
+      FF_KERNEL(x, batch_norm_stats<T>, x.data<T>(), N, C, S, pm, var.data<double>());
+      FF_KERNEL(x, batch_norm_invstd, C, opt.eps, var.data<double>(), pi);
       if (opt.update_stats && running_mean.defined())
-        cpu::batch_norm_update_running<T>(C, M, opt.momentum, pm, var.data(), running_mean.data<T>(),
-                                          running_var.data<T>());
+        FF_KERNEL(x, batch_norm_update_running<T>, C, M, opt.momentum, pm, var.data<double>(), running_mean.data<T>(),
+                  running_var.data<T>());
     } else {
-      const T* rm = running_mean.data<T>();
-      const T* rv = running_var.data<T>();
-      for (int64_t c = 0; c < C; ++c) {
-        pm[c] = (double)rm[c];
-        pi[c] = 1.0 / std::sqrt((double)rv[c] + opt.eps);
-      }
+      FF_KERNEL(x, batch_norm_running_stats<T>, C, opt.eps, running_mean.data<T>(), running_var.data<T>(), pm, pi);
     }
   });
 
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_float(op, x.dtype(), [&]<class T>() {
-    cpu::batch_norm_forward<T>(x.data<T>(), N, C, S, pm, pi, data_or_null<T>(weight), data_or_null<T>(bias),
-                               out.data<T>());
+    FF_KERNEL(x, batch_norm_forward<T>, x.data<T>(), N, C, S, pm, pi, data_or_null<T>(weight), data_or_null<T>(bias),
+              out.data<T>());
   });
 
   const bool gx = x.requires_grad(), gw = weight.defined() && weight.requires_grad(),
@@ -93,9 +89,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
     Tensor dw = gw ? Tensor::empty({C}, xd.dtype(), xd.device()) : Tensor();
     Tensor db = gb ? Tensor::empty({C}, xd.dtype(), xd.device()) : Tensor();
     dispatch_float("batch_norm_backward", xd.dtype(), [&]<class T>() {
-      cpu::batch_norm_backward<T>(g.data<T>(), xd.data<T>(), N, C, S, mean.data<double>(), invstd.data<double>(),
-                                  data_or_null<T>(wd), training, gx ? dx.data<T>() : nullptr,
-                                  gw ? dw.data<T>() : nullptr, gb ? db.data<T>() : nullptr);
+      FF_KERNEL(xd, batch_norm_backward<T>, g.data<T>(), xd.data<T>(), N, C, S, mean.data<double>(),
+                invstd.data<double>(), data_or_null<T>(wd), training, gx ? dx.data<T>() : nullptr,
+                gw ? dw.data<T>() : nullptr, gb ? db.data<T>() : nullptr);
     });
     return std::vector<Tensor>{dx, dw, db};
   });
@@ -104,23 +100,24 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
 Tensor prelu(const Tensor& x, const Tensor& weight) {
   const char* op = "prelu";
   check_float(op, x);
-  require_cpu(op, x);
+  require_backend(op, x);
   FF_CHECK(x.dim() >= 2, op, ": input must be [N, C, ...], got ", x.str());
   FF_CHECK(weight.defined(), op, ": weight is undefined for input ", x.str());
   check_channel_param(op, x, weight, "weight");
   const NCS v = view_ncs(x);
   const int64_t N = v.N, C = v.C, S = v.S;
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_float(op, x.dtype(),
-                 [&]<class T>() { cpu::prelu_forward<T>(x.data<T>(), N, C, S, weight.data<T>(), out.data<T>()); });
+  dispatch_float(op, x.dtype(), [&]<class T>() {
+    FF_KERNEL(x, prelu_forward<T>, x.data<T>(), N, C, S, weight.data<T>(), out.data<T>());
+  });
   const bool gx = x.requires_grad(), gw = weight.requires_grad();
   Tensor xd = x.detach(), wd = weight.detach();
   return record(op, out, {x, weight}, [=](const Tensor& g) {
     Tensor dx = gx ? Tensor::empty(xd.shape(), xd.dtype(), xd.device()) : Tensor();
     Tensor dw = gw ? Tensor::empty({C}, xd.dtype(), xd.device()) : Tensor();
     dispatch_float("prelu_backward", xd.dtype(), [&]<class T>() {
-      cpu::prelu_backward<T>(g.data<T>(), xd.data<T>(), N, C, S, wd.data<T>(), gx ? dx.data<T>() : nullptr,
-                             gw ? dw.data<T>() : nullptr);
+      FF_KERNEL(xd, prelu_backward<T>, g.data<T>(), xd.data<T>(), N, C, S, wd.data<T>(), gx ? dx.data<T>() : nullptr,
+                gw ? dw.data<T>() : nullptr);
     });
     return std::vector<Tensor>{dx, dw};
   });
@@ -131,10 +128,13 @@ Tensor dropout(const Tensor& x, double p, bool training, Rng& rng) {
   check_float(op, x);
   FF_CHECK(p >= 0 && p < 1, op, ": p must be in [0, 1), got ", p, " for input ", x.str());
   if (!training || p == 0) return x;
-  require_cpu(op, x);
-  // The scaled keep-mask is the whole op: forward and backward are both a product with it.
-  Tensor mask = Tensor::empty(x.shape(), x.dtype(), x.device());
+  require_backend(op, x);
+  // The scaled keep-mask is the whole op: forward and backward are both a product with it. It is
+  // drawn on the host from the one Rng stream and copied to x's device, so a CUDA run drops exactly
+  // the elements a CPU run with the same generator state drops.
+  Tensor mask = Tensor::empty(x.shape(), x.dtype());
   dispatch_float(op, x.dtype(), [&]<class T>() { cpu::dropout_mask<T>(x.numel(), p, rng, mask.data<T>()); });
+  mask = mask.to(x.device());
   Tensor out;
   {
     NoGradGuard no_grad;
@@ -146,20 +146,20 @@ Tensor dropout(const Tensor& x, double p, bool training, Rng& rng) {
 Tensor l2_normalize(const Tensor& x, double eps) {
   const char* op = "l2_normalize";
   check_float(op, x);
-  require_cpu(op, x);
+  require_backend(op, x);
   check_dim(op, x, 2, "input");
   FF_CHECK(eps > 0, op, ": eps must be positive, got ", eps);
   const int64_t N = x.size(0), D = x.size(1);
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  Tensor norm = Tensor::empty({N}, DType::F64);
+  Tensor norm = Tensor::empty({N}, DType::F64, x.device());
   dispatch_float(op, x.dtype(), [&]<class T>() {
-    cpu::l2_normalize_forward<T>(x.data<T>(), N, D, eps, out.data<T>(), norm.data<double>());
+    FF_KERNEL(x, l2_normalize_forward<T>, x.data<T>(), N, D, eps, out.data<T>(), norm.data<double>());
   });
   Tensor xd = x.detach();
   return record(op, out, {x}, [xd, norm, N, D, eps](const Tensor& g) {
     Tensor dx = Tensor::empty(xd.shape(), xd.dtype(), xd.device());
     dispatch_float("l2_normalize_backward", xd.dtype(), [&]<class T>() {
-      cpu::l2_normalize_backward<T>(g.data<T>(), xd.data<T>(), N, D, eps, norm.data<double>(), dx.data<T>());
+      FF_KERNEL(xd, l2_normalize_backward<T>, g.data<T>(), xd.data<T>(), N, D, eps, norm.data<double>(), dx.data<T>());
     });
     return std::vector<Tensor>{dx};
   });

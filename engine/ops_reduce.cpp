@@ -4,46 +4,15 @@
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/ops.h"
+#include "kernels/cpu/reduce.h"
 
 namespace ff {
 
 namespace {
 
-// Sums x viewed as [outer, n, inner] over n, accumulating in double. The split into work items
-// does not depend on the thread count, so results are bitwise reproducible.
-template <class T>
-void reduce_middle(const T* x, T* out, int64_t outer, int64_t n, int64_t inner, double scale) {
-#pragma omp parallel for schedule(static) if (outer * n * inner > 32768)
-  for (int64_t o = 0; o < outer; ++o) {
-    std::vector<double> acc((size_t)inner, 0.0);
-    for (int64_t k = 0; k < n; ++k) {
-      const T* row = x + (o * n + k) * inner;
-      for (int64_t i = 0; i < inner; ++i) acc[i] += row[i];
-    }
-    for (int64_t i = 0; i < inner; ++i) out[o * inner + i] = (T)(acc[i] * scale);
-  }
-}
-
-// Sum of all elements: fixed 256 chunks, each summed in double, then the partials in order.
-template <class T>
-double total(const T* x, int64_t n) {
-  constexpr int64_t kChunks = 256;
-  double part[kChunks] = {};
-  int64_t per = (n + kChunks - 1) / kChunks;
-#pragma omp parallel for schedule(static) if (n > 32768)
-  for (int64_t c = 0; c < kChunks; ++c) {
-    double s = 0;
-    for (int64_t i = c * per, e = std::min(n, (c + 1) * per); i < e; ++i) s += x[i];
-    part[c] = s;
-  }
-  double s = 0;
-  for (double p : part) s += p;
-  return s;
-}
-
 Tensor reduce_dim(const char* op, const Tensor& x, int64_t dim, bool keepdim, bool average) {
   check_float(op, x);
-  require_cpu(op, x);
+  require_backend(op, x);
   int64_t nd = x.dim();
   if (dim < 0) dim += nd;
   FF_CHECK(dim >= 0 && dim < nd, op, ": dim out of range for ", x.str());
@@ -54,7 +23,9 @@ Tensor reduce_dim(const char* op, const Tensor& x, int64_t dim, bool keepdim, bo
   kept[dim] = 1;
   Tensor out = Tensor::empty(kept, x.dtype(), x.device());
   double scale = average ? 1.0 / (double)std::max<int64_t>(n, 1) : 1.0;
-  dispatch_float(op, x.dtype(), [&]<class T>() { reduce_middle<T>(x.data<T>(), out.data<T>(), outer, n, inner, scale); });
+  dispatch_float(op, x.dtype(), [&]<class T>() {
+    FF_KERNEL(x, reduce_middle<T>, x.data<T>(), out.data<T>(), outer, n, inner, scale);
+  });
   Shape in_shape = x.shape();
   out = record(op, out, {x}, [in_shape, kept, scale](const Tensor& g) {
     // Broadcasting the gradient back over the reduced dimension.
@@ -69,13 +40,15 @@ Tensor reduce_dim(const char* op, const Tensor& x, int64_t dim, bool keepdim, bo
 
 Tensor reduce_all(const char* op, const Tensor& x, bool average) {
   check_float(op, x);
-  require_cpu(op, x);
+  require_backend(op, x);
   Tensor out = Tensor::empty({}, x.dtype(), x.device());
   double scale = average ? 1.0 / (double)std::max<int64_t>(x.numel(), 1) : 1.0;
-  dispatch_float(op, x.dtype(), [&]<class T>() { out.data<T>()[0] = (T)(total<T>(x.data<T>(), x.numel()) * scale); });
+  dispatch_float(op, x.dtype(),
+                 [&]<class T>() { FF_KERNEL(x, sum_all<T>, x.data<T>(), x.numel(), scale, out.data<T>()); });
   Shape in_shape = x.shape();
   return record(op, out, {x}, [in_shape, scale](const Tensor& g) {
-    return std::vector<Tensor>{Tensor::full(in_shape, g.item() * scale, g.dtype(), g.device())};
+    // Broadcasting the scalar gradient; it stays on its device (no read-back of a CUDA value).
+    return std::vector<Tensor>{mul(Tensor::full(in_shape, scale, g.dtype(), g.device()), g)};
   });
 }
 

@@ -273,7 +273,11 @@ void Tensor::copy_from(const Tensor& src) {
     }
     return;
   }
-  FF_CHECK(device().is_cpu(), "copy_from with dtype conversion needs a CPU destination, got ", str());
+  if (!device().is_cpu()) {  // move to this device first, then convert there
+    Tensor s = src.device() == device() ? src : src.to(device());
+    device_convert(raw(), dtype(), s.raw(), s.dtype(), numel());
+    return;
+  }
   Tensor s = src.device().is_cpu() ? src : src.to(Device::cpu());
   int64_t n = numel();
   auto D = dtype(), S = s.dtype();

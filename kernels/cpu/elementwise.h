@@ -47,4 +47,24 @@ void unary_map(int64_t n, const T* x, T* out, F f) {
   for (int64_t i = 0; i < n; ++i) out[i] = f(x[i]);
 }
 
+// dst += alpha * src (gradient accumulation, optimizers).
+template <class T>
+void add_(int64_t n, T* dst, const T* src, double alpha) {
+  const T a = (T)alpha;
+#pragma omp parallel for schedule(static) if (n > 32768)
+  for (int64_t i = 0; i < n; ++i) dst[i] += a * src[i];
+}
+
+template <class T>
+void scale_(int64_t n, T* t, double s) {
+#pragma omp parallel for schedule(static) if (n > 32768)
+  for (int64_t i = 0; i < n; ++i) t[i] *= (T)s;
+}
+
+template <class T>
+void fill(int64_t n, T* t, double value) {
+  const T v = (T)value;
+  for (int64_t i = 0; i < n; ++i) t[i] = v;
+}
+
 }  // namespace ff::cpu

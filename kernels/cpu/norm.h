@@ -44,6 +44,21 @@ void batch_norm_stats(const T* x, int64_t N, int64_t C, int64_t S, double* mean,
   }
 }
 
+// invstd[c] = 1 / sqrt(var[c] + eps).
+inline void batch_norm_invstd(int64_t C, double eps, const double* var, double* invstd) {
+  for (int64_t c = 0; c < C; ++c) invstd[c] = 1.0 / std::sqrt(var[c] + eps);
+}
+
+// Eval mode: the running statistics stand in for the batch ones.
+template <class T>
+void batch_norm_running_stats(int64_t C, double eps, const T* running_mean, const T* running_var, double* mean,
+                              double* invstd) {
+  for (int64_t c = 0; c < C; ++c) {
+    mean[c] = (double)running_mean[c];
+    invstd[c] = 1.0 / std::sqrt((double)running_var[c] + eps);
+  }
+}
+
 // running = (1 - momentum) * running + momentum * batch, with the unbiased batch variance
 // (var * M / (M - 1), M = values per channel; M > 1), as PyTorch does.
 template <class T>

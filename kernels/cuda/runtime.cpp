@@ -1,10 +1,10 @@
-// CUDA runtime glue: the caching device allocator, cross-device copies and launch checks.
+// CUDA runtime glue: the caching device allocator, cross-device copies and launch checks (host code only).
 #include <cstdlib>
 #include <map>
 #include <mutex>
 
 #include "engine/device_hooks.h"
-#include "kernels/cuda/check.h"
+#include "kernels/cuda/context.h"
 
 namespace ff {
 namespace cuda {
@@ -18,7 +18,8 @@ void check_launch(const char* kernel, const char* file, int line) {
     }();
     if (sync) e = cudaDeviceSynchronize();
   }
-  if (e != cudaSuccess) throw Error(msg("CUDA kernel ", kernel, " failed: ", cudaGetErrorString(e), " at ", file, ":", line));
+  if (e != cudaSuccess)
+    throw Error(msg("CUDA kernel ", kernel, " failed: ", cudaGetErrorString(e), " at ", file, ":", line));
 }
 
 namespace {
@@ -86,10 +87,11 @@ bool cuda_available() {
 void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
   if (bytes == 0) return;
   FF_CHECK(cuda_available(), "copy from ", src_dev.str(), " to ", dst_dev.str(), ": no CUDA device is visible");
-  cudaMemcpyKind kind = src_dev.is_cpu() ? cudaMemcpyHostToDevice
-                        : dst_dev.is_cpu() ? cudaMemcpyDeviceToHost
-                                           : cudaMemcpyDeviceToDevice;
-  FF_CUDA_CHECK(cudaMemcpy(dst, src, bytes, kind));
+  // On the backend's stream, so the copy is ordered after the kernels that wrote `src`. Unified
+  // addressing tells the direction (and the devices) from the pointers.
+  FF_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, cuda::stream()));
+  // A host side may be reused (or freed) as soon as this returns; device-to-device copies stay async.
+  if (dst_dev.is_cpu() || src_dev.is_cpu()) FF_CUDA_CHECK(cudaStreamSynchronize(cuda::stream()));
 }
 
 }  // namespace ff
