@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./tools/install-deps.sh
+# OpenMP threads sleep instead of spinning while they wait (see tools/common/cli.h).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 BUILD=${FLATFACE_BUILD_DIR:-build}
 JOBS=${FLATFACE_JOBS:-$(nproc)}
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release ${FLATFACE_CMAKE_ARGS:-}

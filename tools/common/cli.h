@@ -3,7 +3,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 
 #include "engine/error.h"
@@ -13,6 +16,13 @@ namespace ff {
 // Parses argv into `app`, then calls `body`. Usage errors exit 2 with CLI11's message; ff::Error
 // and other exceptions print "<tool>: error: <what>" and exit 1.
 inline int run_tool(CLI::App& app, int argc, char** argv, const std::function<int()>& body) {
+  // OpenMP threads that spin while waiting steal the cores of the data-loader threads (and of
+  // anything else running), which made training ten times slower on a busy 2-core machine.
+  // libgomp reads the policy when it loads, so set it and start again once.
+  if (!std::getenv("OMP_WAIT_POLICY")) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv);  // returns only on failure; then run as we are
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
