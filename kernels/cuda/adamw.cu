@@ -51,8 +51,8 @@ struct AdamWOp {
     for (int q = 0; q < W; ++q) {
       const T wq = mul(w[q], h.decay), gq = gv[q];
       // torch.lerp's two formulas, picked by the weight as the CPU twin does.
-      const T mi = h.lerp_from_start ? add(mv[q], mul(h.w1, sub(gq, mv[q])))
-                                     : sub(gq, mul(sub(gq, mv[q]), h.one_minus_w1));
+      const T mi =
+          h.lerp_from_start ? add(mv[q], mul(h.w1, sub(gq, mv[q]))) : sub(gq, mul(sub(gq, mv[q]), h.one_minus_w1));
       const T vi = add(mul(vv[q], h.b2), mul(mul(h.w2, gq), gq));
       mv[q] = mi;
       vv[q] = vi;
@@ -90,14 +90,15 @@ void adamw_update(int64_t count, T* const* param, const T* const* saved, const T
   }
   tb.set_scalars(std::move(sc));
   const T w1 = (T)(1.0 - h.beta1);
-  const typename AdamWOp<T>::Params prm{(T)(1.0 - h.lr * h.weight_decay), w1,         T(1) - w1, (T)h.beta2,
-                                        (T)(1.0 - h.beta2),               (T)h.eps, std::fabs(1.0 - h.beta1) < 0.5};
+  const typename AdamWOp<T>::Params prm{
+      (T)(1.0 - h.lr * h.weight_decay), w1, T(1) - w1, (T)h.beta2, (T)(1.0 - h.beta2), (T)h.eps,
+      std::fabs(1.0 - h.beta1) < 0.5};
   launch_table<AdamWOp<T>>("adamw_update", tb, prm);
 }
 
 template void adamw_update<float>(int64_t, float* const*, const float* const*, const float* const*, float* const*,
                                   float* const*, const int64_t*, const int64_t*, const AdamWHyper&);
-template void adamw_update<double>(int64_t, double* const*, const double* const*, const double* const*,
-                                   double* const*, double* const*, const int64_t*, const int64_t*, const AdamWHyper&);
+template void adamw_update<double>(int64_t, double* const*, const double* const*, const double* const*, double* const*,
+                                   double* const*, const int64_t*, const int64_t*, const AdamWHyper&);
 
 }  // namespace ff::cuda

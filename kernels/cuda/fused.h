@@ -95,7 +95,7 @@ struct MarginShape {
 // norms, row statistics and the [B, block] logits buffer. Keep it between forward and backward.
 size_t margin_workspace_bytes(const MarginShape& s, size_t elem_size);
 
-struct MarginOutputs {  // device pointers; a null one is not written
+struct MarginOutputs {           // device pointers; a null one is not written
   double* loss = nullptr;        // [B] per-row loss
   int64_t* correct = nullptr;    // [B] 1 when the target cosine beats every other class
   double* target_cos = nullptr;  // [B] cosine to the target before the margin
@@ -121,6 +121,11 @@ void margin_fused_backward(const MarginParams& p, const MarginShape& s, const in
 // per-chunk partial sums, then one block sums them in a fixed order. Waits for the result.
 template <class T>
 double perturb_sq_norm(int64_t count, const T* const* grad, const T* const* param, const int64_t* numel);
+// The same sum written to result[0] (device memory) without waiting: for a caller that keeps the
+// norm on the device (an all-reduce over ranks before the square root, say).
+template <class T>
+void perturb_sq_norm_to(int64_t count, const T* const* grad, const T* const* param, const int64_t* numel,
+                        double* result);
 
 // saved = w; w = w + scale·g (adaptive: w + w²·g·scale), in one launch; bitwise equal to the CPU twin.
 template <class T>

@@ -16,12 +16,11 @@
 
 #include "kernels/cuda/check.h"
 
-#define FF_FUSED_CUBLAS_CHECK(call)                                                                     \
-  do {                                                                                                  \
-    cublasStatus_t _s = (call);                                                                         \
-    if (_s != CUBLAS_STATUS_SUCCESS)                                                                    \
-      throw ::ff::Error(::ff::msg(#call, " failed: ", cublasGetStatusString(_s), " at ", __FILE__, ":", \
-                                  __LINE__));                                                           \
+#define FF_FUSED_CUBLAS_CHECK(call)                                                                                 \
+  do {                                                                                                              \
+    cublasStatus_t _s = (call);                                                                                     \
+    if (_s != CUBLAS_STATUS_SUCCESS)                                                                                \
+      throw ::ff::Error(::ff::msg(#call, " failed: ", cublasGetStatusString(_s), " at ", __FILE__, ":", __LINE__)); \
   } while (0)
 
 namespace ff::cuda::fused {

@@ -26,8 +26,8 @@ using namespace fused;
 
 namespace {
 
-constexpr int kRows = 8;              // rows per block: a column's 1/|W_j| is loaded once for all of them
-constexpr int kTile = 4 * kThreads;   // columns a block covers per step
+constexpr int kRows = 8;                 // rows per block: a column's 1/|W_j| is loaded once for all of them
+constexpr int kTile = 4 * kThreads;      // columns a block covers per step
 constexpr int64_t kTargetBlocks = 1024;  // fixed, not from the SM count: partial sums stay GPU-independent
 constexpr int64_t kMaxSeg = 256;
 
@@ -274,9 +274,9 @@ __global__ void __launch_bounds__(kThreads)
 
 // One thread per row: combines the segments in order, reads the target's dot, writes or merges rows.
 template <class T>
-__global__ void __launch_bounds__(kThreads) row_stats_finish_kernel(PassArgs<T> a, const T* buf, const double* part_m,
-                                                                    const double* part_s, MarginRows rows,
-                                                                    bool accumulate) {
+__global__ void __launch_bounds__(kThreads)
+    row_stats_finish_kernel(PassArgs<T> a, const T* buf, const double* part_m, const double* part_s, MarginRows rows,
+                            bool accumulate) {
   const int64_t r = (int64_t)blockIdx.x * kThreads + threadIdx.x;
   if (r >= a.B) return;
   double m = -INFINITY, s = 0;
@@ -378,8 +378,8 @@ __global__ void __launch_bounds__(kThreads) logits_to_grad_kernel(PassArgs<T> a,
 }
 
 // One block: per-row loss and correctness (cpu::row_losses), and their mean in a fixed order.
-__global__ void __launch_bounds__(kThreads) row_losses_kernel(MarginParams p, int64_t B, MarginRows rows,
-                                                              double* loss, int64_t* correct, double* loss_mean) {
+__global__ void __launch_bounds__(kThreads)
+    row_losses_kernel(MarginParams p, int64_t B, MarginRows rows, double* loss, int64_t* correct, double* loss_mean) {
   double total = 0;
   for (int64_t i = threadIdx.x; i < B; i += kThreads) {
     const double d = rows.max_other[i] + log(rows.sum_other[i]) - rows.target_logit[i];
@@ -416,23 +416,23 @@ void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int6
           int64_t lda, const float* Bm, int64_t ldb, double beta, float* Cm, int64_t ldc, bool tf32) {
   const float al = (float)alpha, be = (float)beta;
   if (tf32)
-    FF_FUSED_CUBLAS_CHECK(cublasGemmEx(fused_cublas(), ta, tb, (int)m, (int)n, (int)k, &al, A, CUDA_R_32F, (int)lda,
-                                       Bm, CUDA_R_32F, (int)ldb, &be, Cm, CUDA_R_32F, (int)ldc,
+    FF_FUSED_CUBLAS_CHECK(cublasGemmEx(fused_cublas(), ta, tb, (int)m, (int)n, (int)k, &al, A, CUDA_R_32F, (int)lda, Bm,
+                                       CUDA_R_32F, (int)ldb, &be, Cm, CUDA_R_32F, (int)ldc,
                                        CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
   else
-    FF_FUSED_CUBLAS_CHECK(cublasSgemm(fused_cublas(), ta, tb, (int)m, (int)n, (int)k, &al, A, (int)lda, Bm, (int)ldb,
-                                      &be, Cm, (int)ldc));
+    FF_FUSED_CUBLAS_CHECK(
+        cublasSgemm(fused_cublas(), ta, tb, (int)m, (int)n, (int)k, &al, A, (int)lda, Bm, (int)ldb, &be, Cm, (int)ldc));
 }
 void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, double alpha, const double* A,
           int64_t lda, const double* Bm, int64_t ldb, double beta, double* Cm, int64_t ldc, bool) {
-  FF_FUSED_CUBLAS_CHECK(cublasDgemm(fused_cublas(), ta, tb, (int)m, (int)n, (int)k, &alpha, A, (int)lda, Bm,
-                                    (int)ldb, &beta, Cm, (int)ldc));
+  FF_FUSED_CUBLAS_CHECK(cublasDgemm(fused_cublas(), ta, tb, (int)m, (int)n, (int)k, &alpha, A, (int)lda, Bm, (int)ldb,
+                                    &beta, Cm, (int)ldc));
 }
 
 // The backward GEMMs of one column block; grad_f accumulates when `accumulate_f` (projected later).
 template <class T>
-void backward_gemms(int64_t B, int64_t C, int64_t d, const T* f, const T* w, const T* buf, double grad_out,
-                    T* grad_f, T* grad_w, bool accumulate_f, bool tf32) {
+void backward_gemms(int64_t B, int64_t C, int64_t d, const T* f, const T* w, const T* buf, double grad_out, T* grad_f,
+                    T* grad_w, bool accumulate_f, bool tf32) {
   if (grad_f)
     gemm(CUBLAS_OP_N, CUBLAS_OP_N, d, B, C, grad_out, w, d, buf, C, accumulate_f ? 1.0 : 0.0, grad_f, d, tf32);
   if (grad_w) gemm(CUBLAS_OP_N, CUBLAS_OP_T, d, C, B, grad_out, f, d, buf, C, 0.0, grad_w, d, tf32);
@@ -516,8 +516,8 @@ void margin_row_stats(const MarginParams& p, int64_t B, int64_t C, int64_t class
   else
     row_stats_kernel<T, false><<<g.grid, kThreads, 0, fused_stream()>>>(a, buf, part_m, part_s);
   FF_CUDA_LAUNCH_CHECK("row_stats_kernel");
-  row_stats_finish_kernel<T><<<div_up(B, kThreads), kThreads, 0, fused_stream()>>>(a, buf, part_m, part_s, rows,
-                                                                                    accumulate);
+  row_stats_finish_kernel<T>
+      <<<div_up(B, kThreads), kThreads, 0, fused_stream()>>>(a, buf, part_m, part_s, rows, accumulate);
   FF_CUDA_LAUNCH_CHECK("row_stats_finish_kernel");
 }
 
@@ -616,9 +616,9 @@ void margin_fused_backward(const MarginParams& p, const MarginShape& s, const in
 
 #define FF_INSTANTIATE(T)                                                                                             \
   template void row_norms<T>(int64_t, int64_t, const T*, double*);                                                    \
-  template void logits_gemm<T>(int64_t, int64_t, int64_t, const T*, const T*, T*, bool);                             \
+  template void logits_gemm<T>(int64_t, int64_t, int64_t, const T*, const T*, T*, bool);                              \
   template void margin_row_stats<T>(const MarginParams&, int64_t, int64_t, int64_t, const int64_t*, const double*,    \
-                                    const double*, const T*, const MarginRows&, bool);                               \
+                                    const double*, const T*, const MarginRows&, bool);                                \
   template void logits_to_grad<T>(const MarginParams&, int64_t, int64_t, int64_t, const int64_t*, const MarginRows&,  \
                                   const double*, const double*, double, T*);                                          \
   template void margin_backward<T>(int64_t, int64_t, int64_t, const T*, const double*, const T*, const double*,       \
@@ -626,8 +626,8 @@ void margin_fused_backward(const MarginParams& p, const MarginShape& s, const in
   template void project_rows<T>(int64_t, int64_t, const T*, const double*, T*);                                       \
   template void margin_fused_forward<T>(const MarginParams&, const MarginShape&, const int64_t*, const T*, const T*,  \
                                         double, void*, const MarginOutputs&);                                         \
-  template void margin_fused_backward<T>(const MarginParams&, const MarginShape&, const int64_t*, const T*,           \
-                                         const T*, double, double, void*, T*, T*);
+  template void margin_fused_backward<T>(const MarginParams&, const MarginShape&, const int64_t*, const T*, const T*, \
+                                         double, double, void*, T*, T*);
 FF_INSTANTIATE(float)
 FF_INSTANTIATE(double)
 #undef FF_INSTANTIATE

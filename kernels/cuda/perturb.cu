@@ -116,15 +116,18 @@ const void* const* ptrs(P p) {
 }  // namespace
 
 template <class T>
-double perturb_sq_norm(int64_t count, const T* const* grad, const T* const* param, const int64_t* numel) {
+void perturb_sq_norm_to(int64_t count, const T* const* grad, const T* const* param, const int64_t* numel,
+                        double* result) {
   TableBuilder tb(count, numel);
   tb.add_col(0, ptrs(grad), "gradient");
   if (param) tb.add_col(1, ptrs(param), "parameter");
   const int64_t n = tb.nchunks();
-  if (n == 0) return 0.0;
+  if (n == 0) {
+    FF_CUDA_CHECK(cudaMemsetAsync(result, 0, sizeof(double), fused_stream()));
+    return;
+  }
   const Table t = tb.upload();
   auto* partial = static_cast<double*>(scratch(Slot::Partials, (size_t)n * sizeof(double)));
-  auto* result = static_cast<double*>(scratch(Slot::Result, sizeof(double)));
   if (param)
     sq_norm_kernel<T, true><<<table_grid(n), kThreads, 0, fused_stream()>>>(t, partial);
   else
@@ -132,6 +135,12 @@ double perturb_sq_norm(int64_t count, const T* const* grad, const T* const* para
   FF_CUDA_LAUNCH_CHECK("sq_norm_kernel");
   sum_partials_kernel<<<1, kThreads, 0, fused_stream()>>>(n, partial, result);
   FF_CUDA_LAUNCH_CHECK("sum_partials_kernel");
+}
+
+template <class T>
+double perturb_sq_norm(int64_t count, const T* const* grad, const T* const* param, const int64_t* numel) {
+  auto* result = static_cast<double*>(scratch(Slot::Result, sizeof(double)));
+  perturb_sq_norm_to(count, grad, param, numel, result);
   double host = 0;
   FF_CUDA_CHECK(cudaMemcpyAsync(&host, result, sizeof(double), cudaMemcpyDeviceToHost, fused_stream()));
   FF_CUDA_CHECK(cudaStreamSynchronize(fused_stream()));
@@ -161,6 +170,7 @@ void perturb_restore(int64_t count, T* const* param, const T* const* saved, cons
 
 #define FF_INSTANTIATE(T)                                                                                       \
   template double perturb_sq_norm<T>(int64_t, const T* const*, const T* const*, const int64_t*);                \
+  template void perturb_sq_norm_to<T>(int64_t, const T* const*, const T* const*, const int64_t*, double*);      \
   template void perturb_apply<T>(int64_t, T* const*, T* const*, const T* const*, const int64_t*, double, bool); \
   template void perturb_restore<T>(int64_t, T* const*, const T* const*, const int64_t*);
 FF_INSTANTIATE(float)

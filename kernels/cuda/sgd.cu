@@ -37,7 +37,7 @@ struct SgdOp {
         vec(aligned4<T>(p) && aligned4<T>(src) && aligned4<T>(g) && (!prm.use_mom || aligned4<T>(buf))) {}
   template <int W>
   __device__ void step(int64_t i) {
-    T w[W], d[W], b[W], out[W];
+    T w[W], d[W], b[W] = {}, out[W];
     load<W>(src + i, w);
     load<W>(g + i, d);
     if (h.use_mom && !init) load<W>(buf + i, b);
@@ -80,8 +80,8 @@ void sgd_update(int64_t count, T* const* param, const T* const* saved, const T* 
     tb.set_scalars(std::move(f));
   }
   // Scalars rounded to T once, as the CPU twin (and PyTorch) do.
-  const typename SgdOp<T>::Params prm{(T)h.lr,  (T)h.momentum, (T)(1.0 - h.dampening), (T)h.weight_decay,
-                                      h.weight_decay != 0, use_mom, h.nesterov};
+  const typename SgdOp<T>::Params prm{
+      (T)h.lr, (T)h.momentum, (T)(1.0 - h.dampening), (T)h.weight_decay, h.weight_decay != 0, use_mom, h.nesterov};
   launch_table<SgdOp<T>>("sgd_update", tb, prm);
 }
 
