@@ -15,6 +15,9 @@
 #   FLATFACE_GPU_CHECK_BUDGET     total seconds (default 470)
 #   CUDNN_ROOT / NCCL_ROOT        folders holding include/ and lib/ of cuDNN / NCCL; when unset and the
 #                                 toolkit lacks them, found in python site-packages (nvidia/...)
+#   FLATFACE_GPU_CHECK_PREBUILT   an archive from benchmarks/gpu/pack.sh (binaries built elsewhere with
+#                                 their libraries), for a machine that cannot build: used when its
+#                                 test_cuda starts here, else the script builds as usual
 # Without a GPU it says so at the top of the report, still builds what it can (nothing when nvcc is
 # absent) and runs the CUDA tests to show that they skip.
 set -uo pipefail
@@ -152,11 +155,12 @@ env_info() {
   echo "CUDNN_ROOT=${CUDNN_ROOT:-} NCCL_ROOT=${NCCL_ROOT:-}"
 }
 
-# A folder with include/<name>.h and lib*/lib<name>.so* inside python's site-packages (pip wheels).
+# In python's site-packages (pip wheels under nvidia/): with `include`, the folder holding
+# include/<name>.h and lib*/lib<name>.so*; with `lib`, the folder holding lib<name>.so*.
 find_py_lib() {
-  python3 - "$1" 2> /dev/null << 'EOF'
+  python3 - "$1" "${2:-include}" 2> /dev/null << 'EOF'
 import glob, os, site, sys
-name = sys.argv[1]
+name, kind = sys.argv[1], sys.argv[2]
 dirs = []
 try:
     dirs += site.getsitepackages() + [site.getusersitepackages()]
@@ -164,6 +168,11 @@ except Exception:
     pass
 dirs += [p for p in sys.path if p.endswith("-packages")]
 for sp in dict.fromkeys(dirs):
+    if kind == "lib":
+        for so in sorted(glob.glob(os.path.join(sp, "nvidia", "**", "lib" + name + ".so*"), recursive=True)):
+            print(os.path.dirname(so))
+            sys.exit(0)
+        continue
     for h in sorted(glob.glob(os.path.join(sp, "nvidia", "**", "include", name + ".h"), recursive=True)):
         root = os.path.dirname(os.path.dirname(h))
         if glob.glob(os.path.join(root, "lib*", "lib" + name + ".so*")):
@@ -196,10 +205,41 @@ if [ $HAVE_GPU = 0 ]; then
     "This report is a rehearsal of the script, not a GPU result."
 fi
 
-# ---- 2. configure and build ----
 WANT="test_cuda test_engine test_models test_optim bench_cuda_kernels bench_cpu_step bench_gpu_step"
 BUILT=""
-if [ "$DO_BUILD" = 0 ]; then
+
+# ---- 2a. prebuilt binaries (benchmarks/gpu/pack.sh), when given and they start here ----
+USE_PREBUILT=0
+PREBUILT=${FLATFACE_GPU_CHECK_PREBUILT:-}
+if [ -n "$PREBUILT" ]; then
+  pdir=$WORK/prebuilt
+  mkdir -p "$pdir" "$WORK/wrap"
+  if [ -f "$PREBUILT" ]; then tar -xJf "$PREBUILT" -C "$pdir"; else cp -r "$PREBUILT"/. "$pdir"/; fi
+  libpath=$pdir/gpu-check/lib
+  for d in "$CUDA_HOME/lib64" "$CUDA_HOME/lib"; do [ -d "$d" ] && libpath=$libpath:$d; done
+  [ -f "$CUDA_HOME/lib64/libcublas.so.13" ] || [ -f "$CUDA_HOME/lib/libcublas.so.13" ] ||
+    libpath=$libpath:$(find_py_lib cublas lib)
+  # Each binary behind a wrapper that sets its library path (not exported: python must not see it).
+  for b in "$pdir"/gpu-check/bin/*; do
+    [ -x "$b" ] || continue
+    # shellcheck disable=SC2016  # expanded by the wrapper when it runs
+    printf '#!/bin/sh\nLD_LIBRARY_PATH=%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} exec %s "$@"\n' "$libpath" "$b" \
+      > "$WORK/wrap/$(basename "$b")"
+    chmod +x "$WORK/wrap/$(basename "$b")"
+  done
+  if [ -x "$WORK/wrap/test_cuda" ] && timeout 60 "$WORK/wrap/test_cuda" --gtest_list_tests > "$LOGDIR/prebuilt.log" 2>&1; then
+    USE_PREBUILT=1
+    section "prebuilt binaries" "Using $PREBUILT (commit $(cat "$pdir/gpu-check/COMMIT" 2> /dev/null)); no build here."
+  else
+    section "prebuilt binaries" "$PREBUILT: its test_cuda does not start here, so building instead:" '```' \
+      "$(tail -n 20 "$LOGDIR/prebuilt.log" 2> /dev/null)" '```'
+  fi
+fi
+
+# ---- 2b. configure and build ----
+if [ $USE_PREBUILT = 1 ]; then
+  :
+elif [ "$DO_BUILD" = 0 ]; then
   section "build" "Skipped (FLATFACE_GPU_CHECK_BUILD=0): using whatever is in $BUILD."
 elif [ -z "$NVCC" ]; then
   section "build" "Skipped: nvcc not found (no CUDA toolkit), so there is no CUDA build to check."
@@ -221,7 +261,8 @@ else
   fi
 fi
 for t in $WANT; do
-  for p in "$BUILD/tests/$t" "$BUILD/bin/$t" "$BUILD/$t"; do
+  prebuilt=$([ $USE_PREBUILT = 1 ] && echo "$WORK/wrap/$t")
+  for p in $prebuilt "$BUILD/tests/$t" "$BUILD/bin/$t" "$BUILD/$t"; do
     [ -x "$p" ] && BUILT="$BUILT $t" && eval "BIN_$t=$p" && break
   done
 done
@@ -274,7 +315,7 @@ done
     echo "**NO GPU on this machine** (nvidia-smi lists none): a rehearsal of the script, not a GPU result."
   fi
   echo
-  echo "Total $(elapsed)s of a ${BUDGET}s budget; build folder $BUILD; built:${BUILT:- nothing}; logs in $(basename "$LOGDIR")/."
+  echo "Total $(elapsed)s of a ${BUDGET}s budget; binaries from $([ $USE_PREBUILT = 1 ] && echo "$PREBUILT" || echo "$BUILD"):${BUILT:- none}; logs in $(basename "$LOGDIR")/."
   echo
   echo "| stage | status | seconds | tests |"
   echo "|---|---|---:|---|"
