@@ -6,8 +6,10 @@
 // Conventions. Every pointer is device memory of the current device unless its comment says host.
 // Work is queued on the legacy default stream (stream 0) and returns without waiting, except where
 // a host value is returned. A multi-tensor list is passed as in the CPU twins: host arrays of
-// `count` device pointers and sizes; each call copies that small table to the device (asynchronously,
-// in stream order) so the kernel reads it from device memory, and covers all tensors in one launch.
+// `count` device pointers and sizes; each call copies that small table to the device (in stream
+// order; from pageable memory the driver may wait for earlier work first) so the kernel reads it from
+// device memory, and covers all tensors in one launch. Tables and partial sums live in per-device
+// scratch buffers reused by consecutive calls: call from one host thread per device.
 // No result depends on float atomics or on thread scheduling: reductions are two-stage with a fixed
 // order, so every output is bitwise reproducible from run to run on one GPU model.
 // Precision: T = float or double. Sums of squares and softmax row statistics accumulate in double.
