@@ -17,7 +17,7 @@ cmake --build "$BUILD" -j "$(nproc)" --target flatface-synth flatface-train flat
   flatface-compare
 BIN=$BUILD/bin
 
-DATA=${FLATFACE_MAIN_DATA:-data/synth-main}
+DATA=${FLATFACE_MAIN_DATA:-runs/synth-data}
 SCALE=${FLATFACE_MAIN_SCALE:-1}
 EPOCHS=$((4 * SCALE))
 echo "== synthetic benchmark ($DATA)"

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 BIN=${1:-build-main}/bin
 SEEDS=${SEEDS:-0 1 2}
 EPOCHS=${EPOCHS:-4}
-DATA=${DATA:-data/synth-main}
+DATA=${DATA:-runs/synth-data}
 RUNS=${RUNS:-runs/results}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 [ -f "$DATA/synth.json" ] || "$BIN/flatface-synth" -o "$DATA" --identities 300 --images 16 --size 48 \
