@@ -144,10 +144,13 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{2, 32, 9, 7, 24, 3, 3, opts(1, 1, 2), true, "n2_32x9x7_to24_groups2"},
                       ConvCase{2, 16, 9, 7, 32, 3, 3, opts(2, 1, 16), true, "n2_16x9x7_to32_depthwise_s2"},
                       ConvCase{2, 16, 9, 7, 24, 1, 1, opts(2, 0, 1), false, "n2_16x9x7_to24_1x1_s2"},
-                      // Several images per GEMM chunk, and an uneven last chunk (3 + 2 images).
-                      ConvCase{5, 3, 39, 39, 4, 3, 3, opts(1, 1, 1), true, "n5_39x39_uneven_chunks"},
-                      // One image per chunk: the GEMM writes straight into the output.
-                      ConvCase{3, 2, 66, 64, 3, 3, 3, opts(1, 1, 1), true, "n3_66x64_one_image_chunks"},
+                      // Several images per GEMM, and an uneven last group (3 + 2 images).
+                      ConvCase{5, 3, 10, 10, 4, 3, 3, opts(1, 1, 1), true, "n5_10x10_uneven_image_groups"},
+                      // Images cut into bands of rows (8, 8, 8, 8, 7 and 4 x 16 + 2) written straight
+                      // into the output.
+                      ConvCase{5, 3, 39, 39, 4, 3, 3, opts(1, 1, 1), true, "n5_39x39_row_bands"},
+                      ConvCase{3, 2, 66, 64, 3, 3, 3, opts(1, 1, 1), true, "n3_66x64_row_bands"},
+                      ConvCase{2, 3, 66, 64, 5, 3, 3, opts(2, 1, 1), false, "n2_66x64_row_bands_s2"},
                       ConvCase{2, 3, 64, 64, 5, 1, 1, opts(1, 0, 1), true, "n2_64x64_1x1_no_im2col"}),
     [](const ::testing::TestParamInfo<ConvCase>& i) { return i.param.name; });
 
@@ -173,21 +176,29 @@ TEST(Conv2d, RepeatedRunsAreBitwiseEqual) {
   }
 }
 
-// No reduction is split by thread: 1, 2 and 3 threads give the same bytes.
+// No reduction is split by thread: 1, 2 and 3 threads give the same bytes, both when the images
+// are spread over the threads (6 images of 64x64: one work item each) and when each item's GEMMs
+// are (5 small images: two items).
 TEST(Conv2d, ResultsDoNotDependOnThreadCount) {
   uint64_t seed = test_seed(52);
   std::printf("seed %llu\n", (unsigned long long)seed);
   Rng rng(seed);
-  for (auto [groups, stride] : {std::pair<int64_t, int64_t>{1, 1}, {1, 2}, {2, 1}, {16, 1}}) {
-    Tensor x = rand_uniform({5, 16, 30, 34}, rng, -1, 1), w = rand_uniform({32, 16 / groups, 3, 3}, rng, -1, 1),
-           b = rand_uniform({32}, rng, -1, 1);
+  struct Case {
+    Shape x;
+    int64_t groups, stride;
+  };
+  for (const Case& c : {Case{{5, 16, 30, 34}, 1, 1}, Case{{5, 16, 30, 34}, 2, 2}, Case{{5, 16, 30, 34}, 16, 1},
+                        Case{{6, 16, 64, 64}, 1, 1}, Case{{6, 4, 64, 64}, 1, 2}, Case{{6, 4, 64, 64}, 2, 1}}) {
+    const int64_t cin = c.x[1], cout = 2 * cin;
+    Tensor x = rand_uniform(c.x, rng, -1, 1), w = rand_uniform({cout, cin / c.groups, 3, 3}, rng, -1, 1),
+           b = rand_uniform({cout}, rng, -1, 1);
     for (Tensor* t : {&x, &w, &b}) t->set_requires_grad(true);
     std::vector<std::vector<char>> runs;
     const int keep = omp_get_max_threads();
     for (int threads : {1, 2, 3}) {
       omp_set_num_threads(threads);
       for (Tensor* t : {&x, &w, &b}) t->zero_grad();
-      Tensor y = conv2d(x, w, b, opts(stride, 1, groups));
+      Tensor y = conv2d(x, w, b, opts(c.stride, 1, c.groups));
       sum(square(y)).backward();
       std::vector<char> bytes;
       for (const Tensor& t : {y, x.grad(), w.grad(), b.grad()}) {
@@ -197,7 +208,8 @@ TEST(Conv2d, ResultsDoNotDependOnThreadCount) {
       runs.push_back(std::move(bytes));
     }
     omp_set_num_threads(keep);
-    EXPECT_TRUE(runs[0] == runs[1] && runs[0] == runs[2]) << "groups " << groups << " stride " << stride;
+    EXPECT_TRUE(runs[0] == runs[1] && runs[0] == runs[2])
+        << shape_str(c.x) << " groups " << c.groups << " stride " << c.stride;
   }
 }
 
