@@ -96,7 +96,9 @@ std::string conv_name(const ff::cpu::Conv2dShape& s, Pass p) {
 int register_all() {
   for (Pass p : {Pass::Forward, Pass::BackwardInput, Pass::BackwardWeight}) {
     for (const auto& s : iresnet50_convs())
-      benchmark::RegisterBenchmark(conv_name(s, p).c_str(), bm_conv, s, p)->Unit(benchmark::kMillisecond)->UseRealTime();
+      benchmark::RegisterBenchmark(conv_name(s, p).c_str(), bm_conv, s, p)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
     // fc layer (512 x 7 x 7 -> 512) and margin-head logits (512 -> 10000 classes).
     for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{32, 25088, 512}, {32, 512, 10000}}) {
       std::string name = std::string("linear_") + pass_name(p) + "/m" + std::to_string(m) + "_k" + std::to_string(k) +

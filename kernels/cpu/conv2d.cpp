@@ -56,9 +56,9 @@ struct Band {
 
 struct Geometry {
   int64_t oh, ow, ohw, hw, cin_g, cout_g, ckk;  // ckk: GEMM depth per group, cin_g * kh * kw
-  bool col_is_input;  // 1x1, stride 1, no padding: an image is its own column matrix
-  int64_t per_item, items;  // images per item, number of items (the last may be short)
-  int64_t band_rows, bands;  // output rows per band, bands per item
+  bool col_is_input;                            // 1x1, stride 1, no padding: an image is its own column matrix
+  int64_t per_item, items;                      // images per item, number of items (the last may be short)
+  int64_t band_rows, bands;                     // output rows per band, bands per item
 
   Geometry(const Conv2dShape& s, size_t elem) {
     oh = s.oh();
@@ -332,7 +332,7 @@ void conv2d_backward_input(const Conv2dShape& s, const T* dy, const T* w, T* dx)
     // with the kernel flipped and its channel axes swapped within each group. That GEMM has the
     // forward's good shape (deep K, small output) instead of writing a column matrix kh * kw times
     // the input and adding it back; it needs enough input channels per group (its GEMM's rows).
-    const Conv2dShape t{s.n, s.cout, g.oh, g.ow, s.cin, s.kh, s.kw, 1, 1, s.kh - 1 - s.pad_h, s.kw - 1 - s.pad_w,
+    const Conv2dShape t{s.n,     s.cout, g.oh, g.ow, s.cin, s.kh, s.kw, 1, 1, s.kh - 1 - s.pad_h, s.kw - 1 - s.pad_w,
                         s.groups};
     const int64_t taps = s.kh * s.kw;
     T* wt = scratch<T>(2, (size_t)(s.cout * g.ckk));
@@ -405,9 +405,9 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* dy, const T* x, T* dw
   }
 }
 
-#define FF_CONV2D_INSTANTIATE(T)                                                              \
-  template void conv2d_forward<T>(const Conv2dShape&, const T*, const T*, const T*, T*);      \
-  template void conv2d_backward_input<T>(const Conv2dShape&, const T*, const T*, T*);         \
+#define FF_CONV2D_INSTANTIATE(T)                                                         \
+  template void conv2d_forward<T>(const Conv2dShape&, const T*, const T*, const T*, T*); \
+  template void conv2d_backward_input<T>(const Conv2dShape&, const T*, const T*, T*);    \
   template void conv2d_backward_weight<T>(const Conv2dShape&, const T*, const T*, T*, T*);
 FF_CONV2D_INSTANTIATE(float)
 FF_CONV2D_INSTANTIATE(double)

@@ -17,7 +17,9 @@ struct Conv2dShape {
   int64_t stride_h, stride_w, pad_h, pad_w, groups;
   int64_t oh() const { return (h + 2 * pad_h - kh) / stride_h + 1; }
   int64_t ow() const { return (w + 2 * pad_w - kw) / stride_w + 1; }
-  double flops() const { return 2.0 * (double)n * (double)cout * (double)(oh() * ow()) * (double)(cin / groups * kh * kw); }
+  double flops() const {
+    return 2.0 * (double)n * (double)cout * (double)(oh() * ow()) * (double)(cin / groups * kh * kw);
+  }
 };
 
 // y [n, cout, oh, ow] = conv(x, w) + bias; bias may be null.

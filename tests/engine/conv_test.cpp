@@ -25,8 +25,7 @@ Conv2dOptions opts(int64_t stride, int64_t pad, int64_t groups) { return {stride
 struct Naive {
   int64_t n, cin, h, w, cout, kh, kw, oh, ow, cin_g, cout_g;
   Conv2dOptions o;
-  Naive(const ConvCase& c)
-      : n(c.n), cin(c.cin), h(c.h), w(c.w), cout(c.cout), kh(c.kh), kw(c.kw), o(c.opt) {
+  Naive(const ConvCase& c) : n(c.n), cin(c.cin), h(c.h), w(c.w), cout(c.cout), kh(c.kh), kw(c.kw), o(c.opt) {
     oh = (h + 2 * o.pad_h - kh) / o.stride_h + 1;
     ow = (w + 2 * o.pad_w - kw) / o.stride_w + 1;
     cin_g = cin / o.groups;
@@ -72,7 +71,8 @@ TEST_P(ConvGrad, GradientsMatchFiniteDifferences) {
                          rand_input({c.cout, c.cin / c.opt.groups, c.kh, c.kw}, rng)};
   if (c.bias) in.push_back(rand_input({c.cout}, rng));
   Conv2dOptions o = c.opt;
-  expect_gradcheck("conv2d " + c.name, [o](const std::vector<Tensor>& v) { return run_conv(v, o); }, in, seed);
+  expect_gradcheck(
+      "conv2d " + c.name, [o](const std::vector<Tensor>& v) { return run_conv(v, o); }, in, seed);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -132,8 +132,10 @@ TEST_P(ConvValues, F32MatchesDirectLoops) {
   EXPECT_LT(worst_diff(y, ry), 1e-4);
   EXPECT_LT(worst_diff(x.grad(), rdx), 1e-4);
   EXPECT_LT(worst_diff(w.grad(), rdw), 1e-4 * (double)(c.n * plane) / 32);
-  if (c.bias) EXPECT_LT(worst_diff(b.grad(), rdb), 1e-4 * (double)(c.n * plane) / 32);
-  else EXPECT_FALSE(b.grad().defined());
+  if (c.bias)
+    EXPECT_LT(worst_diff(b.grad(), rdb), 1e-4 * (double)(c.n * plane) / 32);
+  else
+    EXPECT_FALSE(b.grad().defined());
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -172,7 +174,8 @@ TEST(Conv2d, RepeatedRunsAreBitwiseEqual) {
         run.emplace_back(p, p + t.nbytes());
       }
     }
-    for (size_t i = 0; i < runs[0].size(); ++i) EXPECT_TRUE(runs[0][i] == runs[1][i]) << "groups " << groups << " output " << i;
+    for (size_t i = 0; i < runs[0].size(); ++i)
+      EXPECT_TRUE(runs[0][i] == runs[1][i]) << "groups " << groups << " output " << i;
   }
 }
 
@@ -227,13 +230,27 @@ TEST(Conv2d, BadShapesNameTheOpAndShapes) {
   Tensor x = Tensor::zeros({2, 6, 8, 8}), w = Tensor::zeros({4, 6, 3, 3});
   expect_error([&] { conv2d(Tensor::zeros({6, 8, 8}), w, Tensor(), {}); }, {"conv2d", "4-D", "[6, 8, 8]"});
   expect_error([&] { conv2d(x, Tensor::zeros({4, 6, 3}), Tensor(), {}); }, {"conv2d", "weight", "[4, 6, 3]"});
-  expect_error([&] { conv2d(x, Tensor::zeros({4, 2, 3, 3}), Tensor(), opts(1, 0, 4)); },
-               {"conv2d", "divisible by groups 4", "[2, 6, 8, 8]"});
-  expect_error([&] { conv2d(x, Tensor::zeros({5, 3, 3, 3}), Tensor(), opts(1, 0, 2)); },
-               {"conv2d", "divisible by groups 2", "[5, 3, 3, 3]"});
-  expect_error([&] { conv2d(x, Tensor::zeros({4, 5, 3, 3}), Tensor(), {}); }, {"conv2d", "[4, 5, 3, 3]", "expected weight dim 1 = 6"});
+  expect_error(
+      [&] {
+        conv2d(x, Tensor::zeros({4, 2, 3, 3}), Tensor(), opts(1, 0, 4));
+      },
+      {"conv2d", "divisible by groups 4", "[2, 6, 8, 8]"});
+  expect_error(
+      [&] {
+        conv2d(x, Tensor::zeros({5, 3, 3, 3}), Tensor(), opts(1, 0, 2));
+      },
+      {"conv2d", "divisible by groups 2", "[5, 3, 3, 3]"});
+  expect_error(
+      [&] {
+        conv2d(x, Tensor::zeros({4, 5, 3, 3}), Tensor(), {});
+      },
+      {"conv2d", "[4, 5, 3, 3]", "expected weight dim 1 = 6"});
   expect_error([&] { conv2d(x, w, Tensor::zeros({5}), {}); }, {"conv2d", "bias", "[5]", "expected [4]"});
-  expect_error([&] { conv2d(x, Tensor::zeros({4, 6, 9, 9}), Tensor(), {}); }, {"conv2d", "larger than", "[2, 6, 8, 8]"});
+  expect_error(
+      [&] {
+        conv2d(x, Tensor::zeros({4, 6, 9, 9}), Tensor(), {});
+      },
+      {"conv2d", "larger than", "[2, 6, 8, 8]"});
   expect_error([&] { conv2d(x, w, Tensor(), opts(0, 0, 1)); }, {"conv2d", "stride (0, 0)"});
   expect_error([&] { conv2d(x, Tensor::zeros({4, 6, 3, 3}, DType::F64), Tensor(), {}); }, {"conv2d", "dtype"});
   expect_error([&] { conv2d(x, w, Tensor::zeros({4}, DType::F64), {}); }, {"conv2d", "dtype"});

@@ -36,8 +36,9 @@ TEST(Matmul, GradientsMatchFiniteDifferencesForEveryTranspose) {
   for (bool ta : {false, true})
     for (bool tb : {false, true}) {
       Tensor a = rand_input(stored(3, 4, ta), rng), b = rand_input(stored(4, 5, tb), rng);
-      expect_gradcheck("matmul " + tag(ta, tb),
-                       [ta, tb](const std::vector<Tensor>& in) { return matmul(in[0], in[1], ta, tb); }, {a, b}, seed);
+      expect_gradcheck(
+          "matmul " + tag(ta, tb), [ta, tb](const std::vector<Tensor>& in) { return matmul(in[0], in[1], ta, tb); },
+          {a, b}, seed);
     }
 }
 
@@ -46,7 +47,8 @@ TEST(Matmul, GradientOfOneOperandOnly) {
   Rng rng(seed);
   Tensor a = rand_input({2, 3}, rng);
   Tensor b = rand_uniform({3, 4}, rng, -1, 1, DType::F64);  // constant
-  expect_gradcheck("matmul a only", [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, {a, b}, seed);
+  expect_gradcheck(
+      "matmul a only", [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, {a, b}, seed);
   EXPECT_FALSE(b.grad().defined());
 }
 
@@ -105,8 +107,7 @@ TEST(Matmul, RepeatedRunsAreBitwiseEqual) {
     b.zero_grad();
     Tensor c = matmul(a, b);
     sum(square(c)).backward();
-    for (const Tensor& t : {c, a.grad(), b.grad()})
-      run.emplace_back(t.data<float>(), t.data<float>() + t.numel());
+    for (const Tensor& t : {c, a.grad(), b.grad()}) run.emplace_back(t.data<float>(), t.data<float>() + t.numel());
   }
   for (size_t i = 0; i < runs[0].size(); ++i)
     EXPECT_EQ(std::memcmp(runs[0][i].data(), runs[1][i].data(), runs[0][i].size() * sizeof(float)), 0) << i;
@@ -116,13 +117,13 @@ TEST(Linear, GradientsMatchFiniteDifferences) {
   uint64_t seed = test_seed(26);
   Rng rng(seed);
   Tensor x = rand_input({3, 5}, rng), w = rand_input({4, 5}, rng), b = rand_input({4}, rng);
-  expect_gradcheck("linear with bias", [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); },
-                   {x, w, b}, seed);
-  expect_gradcheck("linear without bias", [](const std::vector<Tensor>& in) { return linear(in[0], in[1]); }, {x, w},
-                   seed);
+  expect_gradcheck(
+      "linear with bias", [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); }, {x, w, b}, seed);
+  expect_gradcheck(
+      "linear without bias", [](const std::vector<Tensor>& in) { return linear(in[0], in[1]); }, {x, w}, seed);
   Tensor x1 = rand_input({1, 7}, rng), w1 = rand_input({3, 7}, rng), b1 = rand_input({3}, rng);
-  expect_gradcheck("linear batch 1", [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); },
-                   {x1, w1, b1}, seed);
+  expect_gradcheck(
+      "linear batch 1", [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); }, {x1, w1, b1}, seed);
 }
 
 TEST(Linear, F32ValuesMatchLoops) {
@@ -176,7 +177,11 @@ TEST(Linear, BadShapesAndDtypesNameTheOp) {
   expect_error([&] { matmul(a, Tensor::zeros({3, 2}), true, false); }, {"matmul", "[2, 3]", "[3, 2]"});
   expect_error([&] { matmul(Tensor::zeros({6}), b); }, {"matmul", "2-D", "[6]"});
   expect_error([&] { matmul(a, Tensor::zeros({3, 2}, DType::F64)); }, {"matmul", "dtype"});
-  expect_error([&] { matmul(Tensor::zeros({2, 3}, DType::I64), Tensor::zeros({3, 2}, DType::I64)); }, {"matmul", "i64"});
+  expect_error(
+      [&] {
+        matmul(Tensor::zeros({2, 3}, DType::I64), Tensor::zeros({3, 2}, DType::I64));
+      },
+      {"matmul", "i64"});
   expect_error([&] { linear(a, Tensor::zeros({4, 2})); }, {"linear", "[2, 3]", "[4, 2]"});
   expect_error([&] { linear(a, Tensor::zeros({4, 3}), Tensor::zeros({5})); }, {"linear", "bias", "[5]", "[4]"});
   expect_error([&] { linear(a, Tensor::zeros({4, 3}), Tensor::zeros({4, 1})); }, {"linear", "bias", "[4, 1]"});
