@@ -14,11 +14,8 @@ namespace ff::cpu {
 
 namespace {
 
-// Work is cut into GEMMs of about this many output columns: a band of rows of one image, or
-// several whole images when an image has fewer positions. Small enough that the column matrix
-// stays in cache between im2col writing it and the GEMM packing it ...
-constexpr int64_t kTargetColumns = 256;
-// ... and no larger than this.
+// Work is cut into GEMMs of a target number of output columns: a band of rows of one image, or
+// a few whole images when an image has fewer positions; no column matrix above this size.
 constexpr size_t kMaxColumnBytes = size_t(16) << 20;
 // Loops over fewer elements than this stay on one thread (waking the pool costs more).
 constexpr int64_t kParallelWork = 32768;
@@ -60,7 +57,9 @@ struct Geometry {
   int64_t per_item, items;                      // images per item, number of items (the last may be short)
   int64_t band_rows, bands;                     // output rows per band, bands per item
 
-  Geometry(const Conv2dShape& s, size_t elem) {
+  // target: columns per GEMM; min_items: image groups stay small enough to make at least this
+  // many work items (so that the threads can share whole items, see for_each_item).
+  Geometry(const Conv2dShape& s, size_t elem, int64_t target, int64_t min_items) {
     oh = s.oh();
     ow = s.ow();
     ohw = oh * ow;
@@ -69,12 +68,10 @@ struct Geometry {
     cout_g = s.cout / s.groups;
     ckk = cin_g * s.kh * s.kw;
     col_is_input = s.kh == 1 && s.kw == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
-    // Each GEMM also repacks its weights (cout_g x ckk): at least as many columns as output
-    // channels keep that below the packing of the columns themselves.
-    const int64_t target = std::max(kTargetColumns, cout_g);
     const size_t col_bytes_per_image = std::max<size_t>((size_t)(s.cin * s.kh * s.kw * ohw) * elem, 1);
-    int64_t b = std::clamp<int64_t>((target + ohw - 1) / ohw, 1, std::max<int64_t>(s.n, 1));
-    b = std::max<int64_t>(1, std::min<int64_t>(b, (int64_t)(kMaxColumnBytes / col_bytes_per_image)));
+    int64_t b = (target + ohw - 1) / ohw;
+    b = std::min({b, std::max<int64_t>(1, s.n / min_items), (int64_t)(kMaxColumnBytes / col_bytes_per_image)});
+    b = std::max<int64_t>(b, 1);
     items = (s.n + b - 1) / b;
     per_item = items ? (s.n + items - 1) / items : 1;  // even items
     items = (s.n + per_item - 1) / per_item;
@@ -263,6 +260,21 @@ void depthwise_backward_weight(const Conv2dShape& s, const Geometry& g, const T*
 
 bool is_depthwise(const Conv2dShape& s) { return s.groups > 1 && s.cin == s.groups; }
 
+// Forward and input gradient: GEMMs writing a fresh [rows, columns] result. About 256 columns
+// keep the column matrix in cache between im2col writing it and the GEMM packing it; at least
+// cout_g columns, since each GEMM also repacks its weights (cout_g x ckk).
+Geometry product_geometry(const Conv2dShape& s, size_t elem) {
+  return Geometry(s, elem, std::max<int64_t>(256, s.cout / s.groups), 8);
+}
+
+// Weight gradient: GEMMs adding onto a [cout_g, ckk] result, which is read and written once per
+// GEMM; more columns (the GEMM's depth) as it grows, so that this traffic stays small next to the
+// products. Items may be few: each one's partial result costs a pass over dw.
+Geometry weight_geometry(const Conv2dShape& s, size_t elem) {
+  const int64_t wsize = (s.cout / s.groups) * (s.cin / s.groups) * s.kh * s.kw;
+  return Geometry(s, elem, std::clamp<int64_t>(wsize / 1024, 256, 2048), 2);
+}
+
 // A matrix operand in memory: element (i, j) at p[i * ld + j].
 template <class T>
 struct Matrix {
@@ -296,7 +308,7 @@ Matrix<const T> band_outputs(const Conv2dShape& s, const Geometry& g, const T* d
 
 template <class T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
-  const Geometry g(s, sizeof(T));
+  const Geometry g = product_geometry(s, sizeof(T));
   if (is_depthwise(s)) return depthwise_forward(s, g, x, w, bias, y);
   for_each_item(g, [&](int64_t item) {
     for (int64_t k = 0; k < g.bands; ++k) {
@@ -325,7 +337,7 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
 
 template <class T>
 void conv2d_backward_input(const Conv2dShape& s, const T* dy, const T* w, T* dx) {
-  const Geometry g(s, sizeof(T));
+  const Geometry g = product_geometry(s, sizeof(T));
   if (is_depthwise(s)) return depthwise_backward_input(s, g, dy, w, dx);
   if (s.stride_h == 1 && s.stride_w == 1 && s.pad_h < s.kh && s.pad_w < s.kw && g.cin_g >= 16) {
     // With stride 1 the gradient of the input is itself a convolution: of dy, padded by k - 1 - pad,
@@ -366,7 +378,7 @@ void conv2d_backward_input(const Conv2dShape& s, const T* dy, const T* w, T* dx)
 
 template <class T>
 void conv2d_backward_weight(const Conv2dShape& s, const T* dy, const T* x, T* dw, T* dbias) {
-  const Geometry g(s, sizeof(T));
+  const Geometry g = weight_geometry(s, sizeof(T));
   if (dbias) {
 #pragma omp parallel for schedule(static) if (go_parallel(s.n * s.cout * g.ohw))
     for (int64_t co = 0; co < s.cout; ++co) {
