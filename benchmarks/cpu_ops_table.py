@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import time
 
@@ -25,11 +26,19 @@ def list_ours(a):
     return [n.removesuffix("/real_time") for n in out.split()]
 
 
+# Wall and CPU seconds of our benchmark processes: their ratio is how many cores they really got.
+USAGE = {"wall": 0.0, "cpu": 0.0}
+
+
 def run_ours(a, name):
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     cmd = [a.bench, "--benchmark_format=json", f"--benchmark_min_time={a.min_time}",
            f"--benchmark_filter=^{re.escape(name)}/real_time$"]
     res = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    USAGE["wall"] += time.perf_counter() - start
+    USAGE["cpu"] += after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     (b,) = res["benchmarks"]
     assert b["time_unit"] == "ms", b
     return b["real_time"]
@@ -56,6 +65,13 @@ class Torch:
     def close(self):
         self.p.stdin.close()
         self.p.wait()
+
+
+def autogroup():
+    try:
+        return "on" if open("/proc/sys/kernel/sched_autogroup_enabled").read().strip() == "1" else "off"
+    except OSError:
+        return "unknown"
 
 
 def describe(name):
@@ -114,8 +130,12 @@ def main():
         "are interleaved row by row. Ratio = ours / PyTorch (below 1: ours faster).",
         "",
         f"Load caveat: this machine ({os.cpu_count()} cores) is shared with other build and test jobs; the 1-minute "
-        f"load average during the last run went {' -> '.join(f'{l:.1f}' for l in loads)} (one value per round). "
-        "Rows may be off by tens of percent on either side.",
+        f"load average during the run went {' -> '.join(f'{l:.1f}' for l in loads)} (one value per round). "
+        f"With Linux sched autogroup (here {autogroup()}) each session gets a fair share of the cores whatever its "
+        f"thread count: our {a.threads}-thread benchmark processes got {USAGE['cpu'] / max(USAGE['wall'], 1e-9):.2f} "
+        "cores on average (CPU time / wall time). The times therefore measure single-core efficiency plus the cost "
+        "of synchronising threads that are not all running, more than parallel speed-up; rows may be off by tens "
+        "of percent on either side.",
         "",
         "conv2d: batch 32 at the distinct convolutions of iResNet-50 on 112x112 faces; `bwd_input` / "
         "`bwd_weight` are the gradients of the input / weight (no bias). linear: `fwd` = x W^T, "

@@ -46,11 +46,11 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
 namespace {
 
 // Number of slabs for a side of length len: a power of two up to 16 (balanced on 1, 2, 4, 8 or
-// 16 threads) keeping slabs at least 128 wide (each slab repacks the other operand) and at least
+// 16 threads) keeping slabs at least 256 wide (each slab repacks the other operand) and at least
 // ~1 MFLOP. It depends on the shape only, never on the thread count.
 int64_t slab_count(int64_t len, int64_t flops_per_column) {
   int64_t slabs = 1;
-  while (slabs < 16 && len / (2 * slabs) >= 128 && len / (2 * slabs) * flops_per_column >= (int64_t)1 << 20) slabs *= 2;
+  while (slabs < 16 && len / (2 * slabs) >= 256 && len / (2 * slabs) * flops_per_column >= (int64_t)1 << 20) slabs *= 2;
   return slabs;
 }
 
