@@ -69,26 +69,34 @@ TEST(Matmul, F32ValuesMatchLoops) {
     }
 }
 
-// The slabs of gemm_parallel (here 512 + 488 wide), along N (wide C) and along M (tall C), for
-// every transpose, on three threads.
-TEST(Matmul, ParallelSlabsMatchLoops) {
+// The pieces of gemm_parallel on three threads, for every transpose: slabs of C (here 512 + 488
+// wide) along N (wide C) and along M (tall C), and chunks of K (4 x 750) for a small C. Checks
+// C = 2 op(A) op(B) + 3 C, and that beta = 0 ignores what C held (NaN here).
+TEST(Matmul, ParallelPiecesMatchLoops) {
   uint64_t seed = test_seed(24);
   std::printf("seed %llu\n", (unsigned long long)seed);
   Rng rng(seed);
   int keep = omp_get_max_threads();
   omp_set_num_threads(3);
-  for (auto [M, N] : {std::pair<int64_t, int64_t>{37, 1000}, {1000, 37}})
+  struct Case {
+    int64_t M, N, K;  // 500 x 37 x 64 and 750 x 37 x 40 are just over the 1 MFLOP a piece needs
+  };
+  for (const Case& s : {Case{37, 1000, 64}, Case{1000, 37, 64}, Case{37, 40, 3000}})
     for (bool ta : {false, true})
       for (bool tb : {false, true}) {
-        const int64_t K = 64;  // 500 columns x 37 x 64 is just over the 1 MFLOP a slab needs
-        Tensor a = rand_uniform(stored(M, K, ta), rng, -1, 1), b = rand_uniform(stored(K, N, tb), rng, -1, 1);
-        Tensor c = Tensor::full({M, N}, 0.5);
-        cpu::gemm_parallel<float>(ta, tb, M, N, K, 2.f, a.data<float>(), a.size(1), b.data<float>(), b.size(1), 3.f,
-                                  c.data<float>(), N);
-        std::vector<double> ref = naive_matmul(a, b, ta, tb);
+        const float beta = ta == tb ? 3.f : 0.f;
+        Tensor a = rand_uniform(stored(s.M, s.K, ta), rng, -1, 1), b = rand_uniform(stored(s.K, s.N, tb), rng, -1, 1);
+        Tensor c = Tensor::full({s.M, s.N}, beta == 0 ? std::nan("") : 0.5);
+        cpu::gemm_parallel<float>(ta, tb, s.M, s.N, s.K, 2.f, a.data<float>(), a.size(1), b.data<float>(), b.size(1),
+                                  beta, c.data<float>(), s.N);
+        std::vector<double> ref = naive_matmul(a, b, ta, tb), got = c.to_vector();
         double worst = 0;
-        for (int64_t i = 0; i < M * N; ++i) worst = std::max(worst, std::fabs(c.item(i) - (2 * ref[(size_t)i] + 1.5)));
-        EXPECT_LT(worst, 1e-4) << M << "x" << N << " " << tag(ta, tb);
+        for (size_t i = 0; i < got.size(); ++i) {
+          double want = 2 * ref[i] + (beta == 0 ? 0.0 : 1.5);
+          double err = std::fabs(got[i] - want);
+          worst = std::isnan(err) ? INFINITY : std::max(worst, err);
+        }
+        EXPECT_LT(worst, 1e-4) << s.M << "x" << s.N << "x" << s.K << " " << tag(ta, tb) << " beta " << beta;
       }
   omp_set_num_threads(keep);
 }
@@ -147,14 +155,16 @@ TEST(Matmul, ResultsDoNotDependOnThreadCount) {
   uint64_t seed = test_seed(28);
   std::printf("seed %llu\n", (unsigned long long)seed);
   Rng rng(seed);
+  // Slabs of C, and chunks of K (x [32, 4096] through a 4096 -> 64 layer).
   Tensor a = rand_uniform({48, 700}, rng, -1, 1), b = rand_uniform({700, 900}, rng, -1, 1);
+  Tensor x = rand_uniform({32, 4096}, rng, -1, 1), w = rand_uniform({64, 4096}, rng, -1, 1);
   const int keep = omp_get_max_threads();
   std::vector<std::vector<float>> runs;
   for (int threads : {1, 2, 3}) {
     omp_set_num_threads(threads);
-    Tensor c = matmul(a, b), ct = matmul(b, a, true, true);
-    runs.emplace_back(c.data<float>(), c.data<float>() + c.numel());
-    runs.back().insert(runs.back().end(), ct.data<float>(), ct.data<float>() + ct.numel());
+    runs.emplace_back();
+    for (const Tensor& t : {matmul(a, b), matmul(b, a, true, true), linear(x, w)})
+      runs.back().insert(runs.back().end(), t.data<float>(), t.data<float>() + t.numel());
   }
   omp_set_num_threads(keep);
   EXPECT_TRUE(runs[0] == runs[1] && runs[0] == runs[2]);
