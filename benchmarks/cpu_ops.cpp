@@ -34,13 +34,17 @@ void bm_conv(benchmark::State& state, ff::cpu::Conv2dShape s, Pass pass) {
   Tensor x = random({s.n, s.cin, s.h, s.w}, rng), w = random({s.cout, s.cin / s.groups, s.kh, s.kw}, rng);
   Tensor y = random({s.n, s.cout, s.oh(), s.ow()}, rng);  // output, or its gradient
   Tensor dx = Tensor::empty(x.shape()), dw = Tensor::empty(w.shape());
-  for (auto _ : state) {
+  auto run = [&] {
     if (pass == Pass::Forward)
       ff::cpu::conv2d_forward<float>(s, x.data<float>(), w.data<float>(), nullptr, y.data<float>());
     else if (pass == Pass::BackwardInput)
       ff::cpu::conv2d_backward_input<float>(s, y.data<float>(), w.data<float>(), dx.data<float>());
     else
       ff::cpu::conv2d_backward_weight<float>(s, y.data<float>(), x.data<float>(), dw.data<float>(), nullptr);
+  };
+  run();  // warm-up: first touch of the outputs and of the kernels' scratch memory
+  for (auto _ : state) {
+    run();
     benchmark::ClobberMemory();
   }
   set_counters(state, s.flops());
@@ -51,7 +55,7 @@ void bm_linear(benchmark::State& state, int64_t m, int64_t k, int64_t n, Pass pa
   ff::Rng rng(2);
   Tensor x = random({m, k}, rng), w = random({n, k}, rng), y = random({m, n}, rng);
   Tensor dx = Tensor::empty(x.shape()), dw = Tensor::empty(w.shape());
-  for (auto _ : state) {
+  auto run = [&] {
     if (pass == Pass::Forward)  // x W^T
       ff::cpu::gemm_parallel<float>(false, true, m, n, k, 1.f, x.data<float>(), k, w.data<float>(), k, 0.f,
                                     y.data<float>(), n);
@@ -61,6 +65,10 @@ void bm_linear(benchmark::State& state, int64_t m, int64_t k, int64_t n, Pass pa
     else  // dy^T x
       ff::cpu::gemm_parallel<float>(true, false, n, k, m, 1.f, y.data<float>(), n, x.data<float>(), k, 0.f,
                                     dw.data<float>(), k);
+  };
+  run();  // warm-up: first touch of the output
+  for (auto _ : state) {
+    run();
     benchmark::ClobberMemory();
   }
   set_counters(state, 2.0 * (double)(m * n * k));
@@ -96,7 +104,9 @@ std::string conv_name(const ff::cpu::Conv2dShape& s, Pass p) {
 int register_all() {
   for (Pass p : {Pass::Forward, Pass::BackwardInput, Pass::BackwardWeight}) {
     for (const auto& s : iresnet50_convs())
-      benchmark::RegisterBenchmark(conv_name(s, p).c_str(), bm_conv, s, p)->Unit(benchmark::kMillisecond)->UseRealTime();
+      benchmark::RegisterBenchmark(conv_name(s, p).c_str(), bm_conv, s, p)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
     // fc layer (512 x 7 x 7 -> 512) and margin-head logits (512 -> 10000 classes).
     for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{32, 25088, 512}, {32, 512, 10000}}) {
       std::string name = std::string("linear_") + pass_name(p) + "/m" + std::to_string(m) + "_k" + std::to_string(k) +

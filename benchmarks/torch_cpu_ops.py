@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """PyTorch CPU timings of the benchmarks of bench_cpu_ops, by name (the names encode the shapes).
 
-Usage: /usr/bin/python3 benchmarks/torch_cpu_ops.py --threads 2 NAME... > torch.json
-Each benchmark: one warm-up call, then `--repetitions` runs of at least `--min-time` seconds;
-the reported time is the best run's mean per call, in ms (the same policy cpu_ops_table.py
-applies to Google Benchmark's repetitions)."""
+Usage: echo NAME | /usr/bin/python3 benchmarks/torch_cpu_ops.py --threads 2
+Reads benchmark names from stdin, one per line, and answers each with one JSON line
+{"name": ..., "ms": ...} as soon as it is measured (cpu_ops_table.py interleaves these with its
+own runs so that both sides see the same load). A measurement: one warm-up call, then calls
+until `--min-time` seconds have passed (at least two); the mean per call, in ms."""
 import argparse
 import json
 import re
@@ -46,39 +47,34 @@ def linear_fn(name):
     return lambda: torch.mm(dy.t(), x)
 
 
-def time_ms(fn, repetitions, min_time):
+def time_ms(fn, min_time):
     fn()
-    best = float("inf")
-    for _ in range(repetitions):
-        calls, start = 0, time.perf_counter()
-        while True:
-            fn()
-            calls += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_time and calls >= 2:
-                break
-        best = min(best, elapsed / calls * 1e3)
-    return best
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time and calls >= 2:
+            return elapsed / calls * 1e3
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, required=True)
-    ap.add_argument("--repetitions", type=int, default=3)
     ap.add_argument("--min-time", type=float, default=0.5)
-    ap.add_argument("names", nargs="+")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    out = {}
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
     with torch.no_grad():
-        for name in a.names:
+        for line in sys.stdin:
+            name = line.strip()
+            if not name:
+                continue
             fn = conv_fn(name) or linear_fn(name)
             if fn is None:
                 sys.exit(f"torch_cpu_ops: cannot parse benchmark name {name!r}")
-            out[name] = time_ms(fn, a.repetitions, a.min_time)
-            print(f"{name}: {out[name]:.2f} ms", file=sys.stderr)
-    json.dump({"torch": torch.__version__, "threads": a.threads, "ms": out}, sys.stdout, indent=1)
+            print(json.dumps({"name": name, "ms": time_ms(fn, a.min_time)}), flush=True)
 
 
 if __name__ == "__main__":

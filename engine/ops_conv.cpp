@@ -22,8 +22,8 @@ cpu::Conv2dShape conv_shape(const Tensor& x, const Tensor& weight, const Tensor&
   FF_CHECK(weight.dim() == 4, "conv2d: weight must be 4-D [Cout, Cin/groups, KH, KW], got ", weight.str());
   FF_CHECK(o.stride_h >= 1 && o.stride_w >= 1 && o.pad_h >= 0 && o.pad_w >= 0 && o.groups >= 1,
            "conv2d: invalid options ", conv_str(o));
-  cpu::Conv2dShape s{x.size(0), x.size(1), x.size(2),  x.size(3),  weight.size(0), weight.size(2), weight.size(3),
-                     o.stride_h, o.stride_w, o.pad_h,    o.pad_w,    o.groups};
+  cpu::Conv2dShape s{x.size(0),      x.size(1),  x.size(2),  x.size(3), weight.size(0), weight.size(2),
+                     weight.size(3), o.stride_h, o.stride_w, o.pad_h,   o.pad_w,        o.groups};
   FF_CHECK(s.cin % o.groups == 0 && s.cout % o.groups == 0, "conv2d: input ", x.str(), " and weight ", weight.str(),
            ": channels must be divisible by groups ", o.groups);
   FF_CHECK(weight.size(1) == s.cin / o.groups, "conv2d: weight ", weight.str(), " does not fit input ", x.str(),

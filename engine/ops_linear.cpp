@@ -13,7 +13,8 @@ Tensor matmul_raw(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   const int64_t M = a.size(ta ? 1 : 0), K = a.size(ta ? 0 : 1), N = b.size(tb ? 0 : 1);
   Tensor out = Tensor::empty({M, N}, a.dtype(), a.device());
   dispatch_float("matmul", a.dtype(), [&]<class T>() {
-    cpu::gemm_parallel<T>(ta, tb, M, N, K, T(1), a.data<T>(), a.size(1), b.data<T>(), b.size(1), T(0), out.data<T>(), N);
+    cpu::gemm_parallel<T>(ta, tb, M, N, K, T(1), a.data<T>(), a.size(1), b.data<T>(), b.size(1), T(0), out.data<T>(),
+                          N);
   });
   return out;
 }
@@ -47,8 +48,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_matmul("linear", x, weight);
-  FF_CHECK(x.dim() == 2 && weight.dim() == 2 && x.size(1) == weight.size(1), "linear: input ", x.str(),
-           " and weight ", weight.str(), " do not fit (expected x [N, in] and weight [out, in])");
+  FF_CHECK(x.dim() == 2 && weight.dim() == 2 && x.size(1) == weight.size(1), "linear: input ", x.str(), " and weight ",
+           weight.str(), " do not fit (expected x [N, in] and weight [out, in])");
   const int64_t N = x.size(0), out_f = weight.size(0);
   if (bias.defined()) {
     check_same_dtype("linear", x, bias);

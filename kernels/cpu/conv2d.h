@@ -1,9 +1,10 @@
 // 2-D convolution on the CPU, NCHW, with groups: forward, gradient of the input, gradient of the
 // weight and bias. 2*N*Cout*OH*OW*(Cin/groups)*KH*KW FLOPs for each of the three.
 // Grouped convolutions with several input channels per group go through im2col + GEMM
-// (kernels/cpu/gemm.h) on chunks of images; depthwise ones (one input channel per group) through
-// direct loops. Reductions run in a fixed order: results are bitwise reproducible for a given
-// OpenMP thread count. Benchmark: bench_cpu_ops (benchmarks/cpu_ops.cpp).
+// (kernels/cpu/gemm.h) on bands of output rows (or groups of small images); depthwise ones (one
+// input channel per group) through direct loops. Every sum runs in an order fixed by the shape:
+// results are the same bytes for any OpenMP thread count. Benchmark: bench_cpu_ops
+// (benchmarks/cpu_ops.cpp).
 #pragma once
 
 #include <cstdint>
@@ -16,7 +17,9 @@ struct Conv2dShape {
   int64_t stride_h, stride_w, pad_h, pad_w, groups;
   int64_t oh() const { return (h + 2 * pad_h - kh) / stride_h + 1; }
   int64_t ow() const { return (w + 2 * pad_w - kw) / stride_w + 1; }
-  double flops() const { return 2.0 * (double)n * (double)cout * (double)(oh() * ow()) * (double)(cin / groups * kh * kw); }
+  double flops() const {
+    return 2.0 * (double)n * (double)cout * (double)(oh() * ow()) * (double)(cin / groups * kh * kw);
+  }
 };
 
 // y [n, cout, oh, ow] = conv(x, w) + bias; bias may be null.

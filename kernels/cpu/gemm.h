@@ -1,8 +1,9 @@
 // Row-major GEMM on the CPU through OpenBLAS: C[M,N] = alpha * op(A) op(B) + beta * C.
 // 2*M*N*K FLOPs; benchmarked by bench_cpu_ops (matmul and every convolution).
 // All parallelism is OpenMP: OpenBLAS is kept at one thread so that its own pool never fights the
-// OpenMP one on a small machine, and gemm_parallel splits C into column (or row) slabs that the
-// OpenMP threads take in turn. No split crosses K and the slabs depend on the shape only, so
+// OpenMP one on a small machine, and gemm_parallel cuts one product into pieces that the OpenMP
+// threads take in turn: column (or row) slabs of C, or, for a small C with a deep K, chunks of K
+// whose partial products are then added in chunk order. The pieces depend on the shape only, so
 // results are bitwise reproducible whatever the thread count.
 #pragma once
 

@@ -25,8 +25,7 @@ Conv2dOptions opts(int64_t stride, int64_t pad, int64_t groups) { return {stride
 struct Naive {
   int64_t n, cin, h, w, cout, kh, kw, oh, ow, cin_g, cout_g;
   Conv2dOptions o;
-  Naive(const ConvCase& c)
-      : n(c.n), cin(c.cin), h(c.h), w(c.w), cout(c.cout), kh(c.kh), kw(c.kw), o(c.opt) {
+  Naive(const ConvCase& c) : n(c.n), cin(c.cin), h(c.h), w(c.w), cout(c.cout), kh(c.kh), kw(c.kw), o(c.opt) {
     oh = (h + 2 * o.pad_h - kh) / o.stride_h + 1;
     ow = (w + 2 * o.pad_w - kw) / o.stride_w + 1;
     cin_g = cin / o.groups;
@@ -72,7 +71,8 @@ TEST_P(ConvGrad, GradientsMatchFiniteDifferences) {
                          rand_input({c.cout, c.cin / c.opt.groups, c.kh, c.kw}, rng)};
   if (c.bias) in.push_back(rand_input({c.cout}, rng));
   Conv2dOptions o = c.opt;
-  expect_gradcheck("conv2d " + c.name, [o](const std::vector<Tensor>& v) { return run_conv(v, o); }, in, seed);
+  expect_gradcheck(
+      "conv2d " + c.name, [o](const std::vector<Tensor>& v) { return run_conv(v, o); }, in, seed);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -132,8 +132,10 @@ TEST_P(ConvValues, F32MatchesDirectLoops) {
   EXPECT_LT(worst_diff(y, ry), 1e-4);
   EXPECT_LT(worst_diff(x.grad(), rdx), 1e-4);
   EXPECT_LT(worst_diff(w.grad(), rdw), 1e-4 * (double)(c.n * plane) / 32);
-  if (c.bias) EXPECT_LT(worst_diff(b.grad(), rdb), 1e-4 * (double)(c.n * plane) / 32);
-  else EXPECT_FALSE(b.grad().defined());
+  if (c.bias)
+    EXPECT_LT(worst_diff(b.grad(), rdb), 1e-4 * (double)(c.n * plane) / 32);
+  else
+    EXPECT_FALSE(b.grad().defined());
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -144,10 +146,14 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{2, 32, 9, 7, 24, 3, 3, opts(1, 1, 2), true, "n2_32x9x7_to24_groups2"},
                       ConvCase{2, 16, 9, 7, 32, 3, 3, opts(2, 1, 16), true, "n2_16x9x7_to32_depthwise_s2"},
                       ConvCase{2, 16, 9, 7, 24, 1, 1, opts(2, 0, 1), false, "n2_16x9x7_to24_1x1_s2"},
-                      // Several images per GEMM chunk, and an uneven last chunk (3 + 2 images).
-                      ConvCase{5, 3, 39, 39, 4, 3, 3, opts(1, 1, 1), true, "n5_39x39_uneven_chunks"},
-                      // One image per chunk: the GEMM writes straight into the output.
-                      ConvCase{3, 2, 66, 64, 3, 3, 3, opts(1, 1, 1), true, "n3_66x64_one_image_chunks"},
+                      // Several images per GEMM, and an uneven last group (10 x 2 + 1 images).
+                      ConvCase{21, 3, 10, 10, 4, 3, 3, opts(1, 1, 1), true, "n21_10x10_uneven_image_groups"},
+                      ConvCase{16, 16, 6, 5, 8, 3, 3, opts(1, 1, 1), false, "n16_16x6x5_image_groups"},
+                      // Images cut into bands of rows (8, 8, 8, 8, 7 and 4 x 16 + 2) written straight
+                      // into the output.
+                      ConvCase{5, 3, 39, 39, 4, 3, 3, opts(1, 1, 1), true, "n5_39x39_row_bands"},
+                      ConvCase{3, 2, 66, 64, 3, 3, 3, opts(1, 1, 1), true, "n3_66x64_row_bands"},
+                      ConvCase{2, 3, 66, 64, 5, 3, 3, opts(2, 1, 1), false, "n2_66x64_row_bands_s2"},
                       ConvCase{2, 3, 64, 64, 5, 1, 1, opts(1, 0, 1), true, "n2_64x64_1x1_no_im2col"}),
     [](const ::testing::TestParamInfo<ConvCase>& i) { return i.param.name; });
 
@@ -169,25 +175,35 @@ TEST(Conv2d, RepeatedRunsAreBitwiseEqual) {
         run.emplace_back(p, p + t.nbytes());
       }
     }
-    for (size_t i = 0; i < runs[0].size(); ++i) EXPECT_TRUE(runs[0][i] == runs[1][i]) << "groups " << groups << " output " << i;
+    for (size_t i = 0; i < runs[0].size(); ++i)
+      EXPECT_TRUE(runs[0][i] == runs[1][i]) << "groups " << groups << " output " << i;
   }
 }
 
-// No reduction is split by thread: 1, 2 and 3 threads give the same bytes.
+// No reduction is split by thread: 1, 2, 3 and 5 threads give the same bytes, whether the work
+// items (an image, or a group of small images) are spread over the threads (items >= 2 x threads)
+// or each item's GEMMs are.
 TEST(Conv2d, ResultsDoNotDependOnThreadCount) {
   uint64_t seed = test_seed(52);
   std::printf("seed %llu\n", (unsigned long long)seed);
   Rng rng(seed);
-  for (auto [groups, stride] : {std::pair<int64_t, int64_t>{1, 1}, {1, 2}, {2, 1}, {16, 1}}) {
-    Tensor x = rand_uniform({5, 16, 30, 34}, rng, -1, 1), w = rand_uniform({32, 16 / groups, 3, 3}, rng, -1, 1),
-           b = rand_uniform({32}, rng, -1, 1);
+  struct Case {
+    Shape x;
+    int64_t groups, stride;
+  };
+  for (const Case& c : {Case{{5, 16, 30, 34}, 1, 1}, Case{{5, 16, 30, 34}, 2, 2}, Case{{5, 16, 30, 34}, 16, 1},
+                        Case{{6, 16, 64, 64}, 1, 1}, Case{{6, 4, 64, 64}, 1, 2}, Case{{6, 4, 64, 64}, 2, 1},
+                        Case{{16, 16, 8, 8}, 1, 1}, Case{{16, 4, 8, 8}, 1, 2}}) {
+    const int64_t cin = c.x[1], cout = 2 * cin;
+    Tensor x = rand_uniform(c.x, rng, -1, 1), w = rand_uniform({cout, cin / c.groups, 3, 3}, rng, -1, 1),
+           b = rand_uniform({cout}, rng, -1, 1);
     for (Tensor* t : {&x, &w, &b}) t->set_requires_grad(true);
     std::vector<std::vector<char>> runs;
     const int keep = omp_get_max_threads();
-    for (int threads : {1, 2, 3}) {
+    for (int threads : {1, 2, 3, 5}) {
       omp_set_num_threads(threads);
       for (Tensor* t : {&x, &w, &b}) t->zero_grad();
-      Tensor y = conv2d(x, w, b, opts(stride, 1, groups));
+      Tensor y = conv2d(x, w, b, opts(c.stride, 1, c.groups));
       sum(square(y)).backward();
       std::vector<char> bytes;
       for (const Tensor& t : {y, x.grad(), w.grad(), b.grad()}) {
@@ -197,7 +213,9 @@ TEST(Conv2d, ResultsDoNotDependOnThreadCount) {
       runs.push_back(std::move(bytes));
     }
     omp_set_num_threads(keep);
-    EXPECT_TRUE(runs[0] == runs[1] && runs[0] == runs[2]) << "groups " << groups << " stride " << stride;
+    for (size_t i = 1; i < runs.size(); ++i)
+      EXPECT_TRUE(runs[0] == runs[i]) << shape_str(c.x) << " groups " << c.groups << " stride " << c.stride << " run "
+                                      << i;
   }
 }
 
@@ -215,13 +233,27 @@ TEST(Conv2d, BadShapesNameTheOpAndShapes) {
   Tensor x = Tensor::zeros({2, 6, 8, 8}), w = Tensor::zeros({4, 6, 3, 3});
   expect_error([&] { conv2d(Tensor::zeros({6, 8, 8}), w, Tensor(), {}); }, {"conv2d", "4-D", "[6, 8, 8]"});
   expect_error([&] { conv2d(x, Tensor::zeros({4, 6, 3}), Tensor(), {}); }, {"conv2d", "weight", "[4, 6, 3]"});
-  expect_error([&] { conv2d(x, Tensor::zeros({4, 2, 3, 3}), Tensor(), opts(1, 0, 4)); },
-               {"conv2d", "divisible by groups 4", "[2, 6, 8, 8]"});
-  expect_error([&] { conv2d(x, Tensor::zeros({5, 3, 3, 3}), Tensor(), opts(1, 0, 2)); },
-               {"conv2d", "divisible by groups 2", "[5, 3, 3, 3]"});
-  expect_error([&] { conv2d(x, Tensor::zeros({4, 5, 3, 3}), Tensor(), {}); }, {"conv2d", "[4, 5, 3, 3]", "expected weight dim 1 = 6"});
+  expect_error(
+      [&] {
+        conv2d(x, Tensor::zeros({4, 2, 3, 3}), Tensor(), opts(1, 0, 4));
+      },
+      {"conv2d", "divisible by groups 4", "[2, 6, 8, 8]"});
+  expect_error(
+      [&] {
+        conv2d(x, Tensor::zeros({5, 3, 3, 3}), Tensor(), opts(1, 0, 2));
+      },
+      {"conv2d", "divisible by groups 2", "[5, 3, 3, 3]"});
+  expect_error(
+      [&] {
+        conv2d(x, Tensor::zeros({4, 5, 3, 3}), Tensor(), {});
+      },
+      {"conv2d", "[4, 5, 3, 3]", "expected weight dim 1 = 6"});
   expect_error([&] { conv2d(x, w, Tensor::zeros({5}), {}); }, {"conv2d", "bias", "[5]", "expected [4]"});
-  expect_error([&] { conv2d(x, Tensor::zeros({4, 6, 9, 9}), Tensor(), {}); }, {"conv2d", "larger than", "[2, 6, 8, 8]"});
+  expect_error(
+      [&] {
+        conv2d(x, Tensor::zeros({4, 6, 9, 9}), Tensor(), {});
+      },
+      {"conv2d", "larger than", "[2, 6, 8, 8]"});
   expect_error([&] { conv2d(x, w, Tensor(), opts(0, 0, 1)); }, {"conv2d", "stride (0, 0)"});
   expect_error([&] { conv2d(x, Tensor::zeros({4, 6, 3, 3}, DType::F64), Tensor(), {}); }, {"conv2d", "dtype"});
   expect_error([&] { conv2d(x, w, Tensor::zeros({4}, DType::F64), {}); }, {"conv2d", "dtype"});

@@ -36,8 +36,9 @@ TEST(Matmul, GradientsMatchFiniteDifferencesForEveryTranspose) {
   for (bool ta : {false, true})
     for (bool tb : {false, true}) {
       Tensor a = rand_input(stored(3, 4, ta), rng), b = rand_input(stored(4, 5, tb), rng);
-      expect_gradcheck("matmul " + tag(ta, tb),
-                       [ta, tb](const std::vector<Tensor>& in) { return matmul(in[0], in[1], ta, tb); }, {a, b}, seed);
+      expect_gradcheck(
+          "matmul " + tag(ta, tb), [ta, tb](const std::vector<Tensor>& in) { return matmul(in[0], in[1], ta, tb); },
+          {a, b}, seed);
     }
 }
 
@@ -46,7 +47,8 @@ TEST(Matmul, GradientOfOneOperandOnly) {
   Rng rng(seed);
   Tensor a = rand_input({2, 3}, rng);
   Tensor b = rand_uniform({3, 4}, rng, -1, 1, DType::F64);  // constant
-  expect_gradcheck("matmul a only", [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, {a, b}, seed);
+  expect_gradcheck(
+      "matmul a only", [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, {a, b}, seed);
   EXPECT_FALSE(b.grad().defined());
 }
 
@@ -67,27 +69,34 @@ TEST(Matmul, F32ValuesMatchLoops) {
     }
 }
 
-// The slabs of gemm_parallel, along N (wide C) and along M (tall C), for every transpose, with
-// three threads so that the slabs are uneven. (Slab results may differ from one serial product in
-// the last bits: OpenBLAS picks edge kernels by slab width, so reproducibility is per thread count.)
-TEST(Matmul, ParallelSlabsMatchLoops) {
+// The pieces of gemm_parallel on three threads, for every transpose: slabs of C (here 512 + 488
+// wide) along N (wide C) and along M (tall C), and chunks of K (4 x 750) for a small C. Checks
+// C = 2 op(A) op(B) + 3 C, and that beta = 0 ignores what C held (NaN here).
+TEST(Matmul, ParallelPiecesMatchLoops) {
   uint64_t seed = test_seed(24);
   std::printf("seed %llu\n", (unsigned long long)seed);
   Rng rng(seed);
   int keep = omp_get_max_threads();
   omp_set_num_threads(3);
-  for (auto [M, N] : {std::pair<int64_t, int64_t>{37, 211}, {211, 37}})
+  struct Case {
+    int64_t M, N, K;  // 500 x 37 x 64 and 750 x 37 x 40 are just over the 1 MFLOP a piece needs
+  };
+  for (const Case& s : {Case{37, 1000, 64}, Case{1000, 37, 64}, Case{37, 40, 3000}})
     for (bool ta : {false, true})
       for (bool tb : {false, true}) {
-        const int64_t K = 301;
-        Tensor a = rand_uniform(stored(M, K, ta), rng, -1, 1), b = rand_uniform(stored(K, N, tb), rng, -1, 1);
-        Tensor c = Tensor::full({M, N}, 0.5);
-        cpu::gemm_parallel<float>(ta, tb, M, N, K, 2.f, a.data<float>(), a.size(1), b.data<float>(), b.size(1), 3.f,
-                                  c.data<float>(), N);
-        std::vector<double> ref = naive_matmul(a, b, ta, tb);
+        const float beta = ta == tb ? 3.f : 0.f;
+        Tensor a = rand_uniform(stored(s.M, s.K, ta), rng, -1, 1), b = rand_uniform(stored(s.K, s.N, tb), rng, -1, 1);
+        Tensor c = Tensor::full({s.M, s.N}, beta == 0 ? std::nan("") : 0.5);
+        cpu::gemm_parallel<float>(ta, tb, s.M, s.N, s.K, 2.f, a.data<float>(), a.size(1), b.data<float>(), b.size(1),
+                                  beta, c.data<float>(), s.N);
+        std::vector<double> ref = naive_matmul(a, b, ta, tb), got = c.to_vector();
         double worst = 0;
-        for (int64_t i = 0; i < M * N; ++i) worst = std::max(worst, std::fabs(c.item(i) - (2 * ref[(size_t)i] + 1.5)));
-        EXPECT_LT(worst, 1e-4) << M << "x" << N << " " << tag(ta, tb);
+        for (size_t i = 0; i < got.size(); ++i) {
+          double want = 2 * ref[i] + (beta == 0 ? 0.0 : 1.5);
+          double err = std::fabs(got[i] - want);
+          worst = std::isnan(err) ? INFINITY : std::max(worst, err);
+        }
+        EXPECT_LT(worst, 1e-4) << s.M << "x" << s.N << "x" << s.K << " " << tag(ta, tb) << " beta " << beta;
       }
   omp_set_num_threads(keep);
 }
@@ -105,8 +114,7 @@ TEST(Matmul, RepeatedRunsAreBitwiseEqual) {
     b.zero_grad();
     Tensor c = matmul(a, b);
     sum(square(c)).backward();
-    for (const Tensor& t : {c, a.grad(), b.grad()})
-      run.emplace_back(t.data<float>(), t.data<float>() + t.numel());
+    for (const Tensor& t : {c, a.grad(), b.grad()}) run.emplace_back(t.data<float>(), t.data<float>() + t.numel());
   }
   for (size_t i = 0; i < runs[0].size(); ++i)
     EXPECT_EQ(std::memcmp(runs[0][i].data(), runs[1][i].data(), runs[0][i].size() * sizeof(float)), 0) << i;
@@ -116,13 +124,13 @@ TEST(Linear, GradientsMatchFiniteDifferences) {
   uint64_t seed = test_seed(26);
   Rng rng(seed);
   Tensor x = rand_input({3, 5}, rng), w = rand_input({4, 5}, rng), b = rand_input({4}, rng);
-  expect_gradcheck("linear with bias", [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); },
-                   {x, w, b}, seed);
-  expect_gradcheck("linear without bias", [](const std::vector<Tensor>& in) { return linear(in[0], in[1]); }, {x, w},
-                   seed);
+  expect_gradcheck(
+      "linear with bias", [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); }, {x, w, b}, seed);
+  expect_gradcheck(
+      "linear without bias", [](const std::vector<Tensor>& in) { return linear(in[0], in[1]); }, {x, w}, seed);
   Tensor x1 = rand_input({1, 7}, rng), w1 = rand_input({3, 7}, rng), b1 = rand_input({3}, rng);
-  expect_gradcheck("linear batch 1", [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); },
-                   {x1, w1, b1}, seed);
+  expect_gradcheck(
+      "linear batch 1", [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); }, {x1, w1, b1}, seed);
 }
 
 TEST(Linear, F32ValuesMatchLoops) {
@@ -147,14 +155,16 @@ TEST(Matmul, ResultsDoNotDependOnThreadCount) {
   uint64_t seed = test_seed(28);
   std::printf("seed %llu\n", (unsigned long long)seed);
   Rng rng(seed);
+  // Slabs of C, and chunks of K (x [32, 4096] through a 4096 -> 64 layer).
   Tensor a = rand_uniform({48, 700}, rng, -1, 1), b = rand_uniform({700, 900}, rng, -1, 1);
+  Tensor x = rand_uniform({32, 4096}, rng, -1, 1), w = rand_uniform({64, 4096}, rng, -1, 1);
   const int keep = omp_get_max_threads();
   std::vector<std::vector<float>> runs;
   for (int threads : {1, 2, 3}) {
     omp_set_num_threads(threads);
-    Tensor c = matmul(a, b), ct = matmul(b, a, true, true);
-    runs.emplace_back(c.data<float>(), c.data<float>() + c.numel());
-    runs.back().insert(runs.back().end(), ct.data<float>(), ct.data<float>() + ct.numel());
+    runs.emplace_back();
+    for (const Tensor& t : {matmul(a, b), matmul(b, a, true, true), linear(x, w)})
+      runs.back().insert(runs.back().end(), t.data<float>(), t.data<float>() + t.numel());
   }
   omp_set_num_threads(keep);
   EXPECT_TRUE(runs[0] == runs[1] && runs[0] == runs[2]);
@@ -176,7 +186,11 @@ TEST(Linear, BadShapesAndDtypesNameTheOp) {
   expect_error([&] { matmul(a, Tensor::zeros({3, 2}), true, false); }, {"matmul", "[2, 3]", "[3, 2]"});
   expect_error([&] { matmul(Tensor::zeros({6}), b); }, {"matmul", "2-D", "[6]"});
   expect_error([&] { matmul(a, Tensor::zeros({3, 2}, DType::F64)); }, {"matmul", "dtype"});
-  expect_error([&] { matmul(Tensor::zeros({2, 3}, DType::I64), Tensor::zeros({3, 2}, DType::I64)); }, {"matmul", "i64"});
+  expect_error(
+      [&] {
+        matmul(Tensor::zeros({2, 3}, DType::I64), Tensor::zeros({3, 2}, DType::I64));
+      },
+      {"matmul", "i64"});
   expect_error([&] { linear(a, Tensor::zeros({4, 2})); }, {"linear", "[2, 3]", "[4, 2]"});
   expect_error([&] { linear(a, Tensor::zeros({4, 3}), Tensor::zeros({5})); }, {"linear", "bias", "[5]", "[4]"});
   expect_error([&] { linear(a, Tensor::zeros({4, 3}), Tensor::zeros({4, 1})); }, {"linear", "bias", "[4, 1]"});
