@@ -17,7 +17,7 @@ cpu::Conv2dShape conv_shape(const Tensor& x, const Tensor& weight, const Tensor&
   check_float(op, x);
   check_same_dtype(op, x, weight);
   check_same_device(op, x, weight);
-  require_cpu(op, x);
+  require_backend(op, x);
   FF_CHECK(x.dim() == 4, "conv2d: input must be 4-D [N, C, H, W], got ", x.str());
   FF_CHECK(weight.dim() == 4, "conv2d: weight must be 4-D [Cout, Cin/groups, KH, KW], got ", weight.str());
   FF_CHECK(o.stride_h >= 1 && o.stride_w >= 1 && o.pad_h >= 0 && o.pad_w >= 0 && o.groups >= 1,
@@ -45,7 +45,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   const cpu::Conv2dShape s = conv_shape(x, weight, bias, opt);
   Tensor out = Tensor::empty({s.n, s.cout, s.oh(), s.ow()}, x.dtype(), x.device());
   dispatch_float("conv2d", x.dtype(), [&]<class T>() {
-    cpu::conv2d_forward<T>(s, x.data<T>(), weight.data<T>(), bias.defined() ? bias.data<T>() : nullptr, out.data<T>());
+    FF_KERNEL(x, conv2d_forward<T>, s, x.data<T>(), weight.data<T>(), bias.defined() ? bias.data<T>() : nullptr,
+              out.data<T>());
   });
   Tensor xd = x.detach(), wd = weight.detach();
   const bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
@@ -56,10 +57,10 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     Tensor dw = gw ? Tensor::empty(wd.shape(), g.dtype(), g.device()) : Tensor();
     Tensor db = gb ? Tensor::empty({s.cout}, g.dtype(), g.device()) : Tensor();
     dispatch_float("conv2d backward", g.dtype(), [&]<class T>() {
-      if (gx) cpu::conv2d_backward_input<T>(s, g.data<T>(), wd.data<T>(), dx.data<T>());
+      if (gx) FF_KERNEL(g, conv2d_backward_input<T>, s, g.data<T>(), wd.data<T>(), dx.data<T>());
       if (gw || gb)
-        cpu::conv2d_backward_weight<T>(s, g.data<T>(), xd.data<T>(), gw ? dw.data<T>() : nullptr,
-                                       gb ? db.data<T>() : nullptr);
+        FF_KERNEL(g, conv2d_backward_weight<T>, s, g.data<T>(), xd.data<T>(), gw ? dw.data<T>() : nullptr,
+                  gb ? db.data<T>() : nullptr);
     });
     std::vector<Tensor> grads{dx, dw};
     if (has_bias) grads.push_back(db);

@@ -13,8 +13,8 @@ Tensor matmul_raw(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   const int64_t M = a.size(ta ? 1 : 0), K = a.size(ta ? 0 : 1), N = b.size(tb ? 0 : 1);
   Tensor out = Tensor::empty({M, N}, a.dtype(), a.device());
   dispatch_float("matmul", a.dtype(), [&]<class T>() {
-    cpu::gemm_parallel<T>(ta, tb, M, N, K, T(1), a.data<T>(), a.size(1), b.data<T>(), b.size(1), T(0), out.data<T>(),
-                          N);
+    FF_KERNEL(a, gemm_parallel<T>, ta, tb, M, N, K, T(1), a.data<T>(), a.size(1), b.data<T>(), b.size(1), T(0),
+              out.data<T>(), N);
   });
   return out;
 }
@@ -23,7 +23,7 @@ void check_matmul(const char* op, const Tensor& a, const Tensor& b) {
   check_float(op, a);
   check_same_dtype(op, a, b);
   check_same_device(op, a, b);
-  require_cpu(op, a);
+  require_backend(op, a);
 }
 
 }  // namespace
@@ -57,19 +57,27 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     FF_CHECK(bias.dim() == 1 && bias.size(0) == out_f, "linear: bias ", bias.str(), " does not match weight ",
              weight.str(), " (expected [", out_f, "])");
   }
-  Tensor out = Tensor::empty({N, out_f}, x.dtype(), x.device());
-  dispatch_float("linear", x.dtype(), [&]<class T>() {
-    T* y = out.data<T>();
-    T beta = T(0);
-    if (bias.defined()) {  // start C from the bias rows, then accumulate the product onto it
-      const T* b = bias.data<T>();
-      for (int64_t i = 0; i < N; ++i)
-        for (int64_t j = 0; j < out_f; ++j) y[i * out_f + j] = b[j];
-      beta = T(1);
-    }
-    cpu::gemm_parallel<T>(false, true, N, out_f, x.size(1), T(1), x.data<T>(), x.size(1), weight.data<T>(),
-                          weight.size(1), beta, y, out_f);
-  });
+  Tensor out;
+  if (x.device().is_cuda()) {
+    // Device memory: the product, then the bias broadcast over the rows.
+    NoGradGuard no_grad;
+    out = matmul_raw(x, weight, false, true);
+    if (bias.defined()) out = add(out, bias);
+  } else {
+    out = Tensor::empty({N, out_f}, x.dtype(), x.device());
+    dispatch_float("linear", x.dtype(), [&]<class T>() {
+      T* y = out.data<T>();
+      T beta = T(0);
+      if (bias.defined()) {  // start C from the bias rows, then accumulate the product onto it
+        const T* b = bias.data<T>();
+        for (int64_t i = 0; i < N; ++i)
+          for (int64_t j = 0; j < out_f; ++j) y[i * out_f + j] = b[j];
+        beta = T(1);
+      }
+      cpu::gemm_parallel<T>(false, true, N, out_f, x.size(1), T(1), x.data<T>(), x.size(1), weight.data<T>(),
+                            weight.size(1), beta, y, out_f);
+    });
+  }
   Tensor xd = x.detach(), wd = weight.detach();
   bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
   std::vector<Tensor> inputs{x, weight};

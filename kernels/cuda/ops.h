@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/conv2d.h"
+
 #include "kernels/cpu/elementwise.h"
 
 namespace ff::cuda {
@@ -106,15 +108,7 @@ void gemm_parallel(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 }
 
 // ---- 2-D convolution through cuDNN (conv.cpp), NCHW, cross-correlation like cpu::conv2d_* ----
-// The fields, in order, of cpu::Conv2dShape (kernels/cpu/conv2d.h); once both are in one tree this
-// can become `using Conv2dShape = cpu::Conv2dShape;` and FF_KERNEL(x, conv2d_forward<T>) works.
-struct Conv2dShape {
-  int64_t n, cin, h, w;  // input
-  int64_t cout, kh, kw;  // weight [cout, cin / groups, kh, kw]
-  int64_t stride_h, stride_w, pad_h, pad_w, groups;
-  int64_t oh() const { return (h + 2 * pad_h - kh) / stride_h + 1; }
-  int64_t ow() const { return (w + 2 * pad_w - kw) / stride_w + 1; }
-};
+using Conv2dShape = cpu::Conv2dShape;  // one shape struct for both backends, so FF_KERNEL works
 // Algorithms are chosen once per shape, dtype and TF32 setting (cuDNN's heuristics, deterministic
 // ones first) and cached; workspaces come from the caching allocator. Tensors above 2^31 - 1
 // elements are refused (cuDNN's 4-D descriptors take int).
