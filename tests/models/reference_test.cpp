@@ -13,7 +13,7 @@
 //    the storage rounding (6e-8); a wrong formula anywhere gives 1e-3 or more.
 //  - f32, one pass from identical weights: about 60x what PyTorch's own f32 computation deviates
 //    from its f64 one (the script stores that in the fixture metadata): gradients 1.5e-5 -> 1e-3,
-//    embeddings 1.3e-6 -> 1e-4, losses of the first step 1e-4.
+//    embeddings 1.3e-6 -> 1e-4; the ArcFace loss 1e-5, the first step's losses and norm 1e-4.
 //  - f32 after three steps: the steps compound the rounding of the f32 logits (s·δcos ≈ 64·6e-7)
 //    on a sharp loss; PyTorch's own f32 runs deviate from its f64 runs by up to 1.6e-2 (ours less,
 //    1.2e-4), hence 5e-2. Method aace is worse (ours 5.6e-2): its unnormalised ε = −ρ·∇L_AACE is
