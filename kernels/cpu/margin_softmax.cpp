@@ -158,9 +158,10 @@ void logits_to_grad(const MarginParams& p, int64_t B, int64_t C, int64_t class_b
     const double lso = lse_other(rows, i), zy = rows.target_logit[i];
     const double lse = log_add_exp(zy, lso);
     // Non-targets: margin p_j = exp(z_j − lse); aace p_j − t_j with t_j = p_j / (1 − p_y) =
-    // exp(z_j − lso), so p_j − t_j = t_j·expm1(lso − lse): no overflow, no cancellation.
+    // exp(z_j − lso), so p_j − t_j = −p_y·t_j with p_y = sigmoid(zy − lso): no overflow, and no
+    // cancellation (expm1(lso − lse) would lose p_y to the rounding of lse once p_y < 1e-10).
     const T base = (T)(aace ? lso : lse);
-    const T factor = (T)(aace ? std::expm1(lso - lse) : 1.0);
+    const T factor = (T)(aace ? -1.0 / (1.0 + std::exp(lso - zy)) : 1.0);
     const double row_scale = scale * p.s * inv_norm(f_norm[i]);
     for (int64_t j = 0; j < C; ++j) {
       if (j == y) continue;
