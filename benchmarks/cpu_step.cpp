@@ -87,7 +87,7 @@ Times time_method(Method method, const FaceModelConfig& cfg, int64_t batch, int 
   FlatFaceStep step(opt, PerturbConfig::preset(method));
   auto closure = [&](const PassInfo& p) {
     MarginLoss kind = p.loss == PerturbLoss::Aace ? MarginLoss::Aace : MarginLoss::Margin;
-    return model.train_pass(x, y, kind, p.update_bn_stats);
+    return model.train_pass(x, y, kind, p.update_bn_stats).loss.item();
   };
   Times times;
   for (int k = 0; k < warmup + iters; ++k) {

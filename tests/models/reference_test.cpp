@@ -149,7 +149,7 @@ TEST_P(ReferenceSteps, ThreeStepsMatch) {
       Tensor x = init.at(msg("batch", k, ".images")).to(dt), y = init.at(msg("batch", k, ".labels"));
       results.push_back(step.step(k, lr, [&](const PassInfo& p) {
         MarginLoss kind = p.loss == PerturbLoss::Aace ? MarginLoss::Aace : MarginLoss::Margin;
-        return model.train_pass(x, y, kind, p.update_bn_stats);
+        return model.train_pass(x, y, kind, p.update_bn_stats).loss.item();
       }));
     }
 
