@@ -28,6 +28,24 @@ TEST(Backbone, IResNetSizesMatchThePublishedOnes) {
   }
 }
 
+TEST(Backbone, MobileFaceNetIsTheHalfGmacVariant) {
+  // The MobileFaceNet of the common recipe (GDC head, blocks (1, 4, 6, 2), scale 2): about
+  // 0.45 GMACs at 112x112 and about 2M parameters with a 512-d embedding.
+  BackboneConfig cfg;
+  cfg.arch = "mbf";
+  auto net = make_backbone(cfg);
+  double params = net->parameter_count() / 1e6, gmacs = net->macs() / 1e9;
+  std::printf("[size] mbf   %.2fM parameters, %.3f GMACs\n", params, gmacs);
+  EXPECT_NEAR(gmacs, 0.45, 0.03);
+  EXPECT_NEAR(params, 2.0, 0.2);
+  std::set<std::string> names;
+  for (auto& [n, t] : net->state_dict()) names.insert(n);
+  for (const char* n : {"layers.0.layers.0.weight", "layers.1.layers.2.weight", "layers.3.layers.0.layers.1.layers.0.weight",
+                        "conv_sep.layers.1.running_var", "features.layers.0.layers.0.weight", "features.layers.2.weight",
+                        "features.layers.3.running_mean"})
+    EXPECT_TRUE(names.count(n)) << "missing " << n;
+}
+
 TEST(Backbone, StateDictUsesThePyTorchNames) {
   BackboneConfig cfg;
   cfg.arch = "r18";
