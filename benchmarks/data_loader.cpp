@@ -1,4 +1,5 @@
-// Data throughput: synthetic faces rendered per second, and images decoded-and-batched per
+// Data throughput: synthetic faces rendered per second, JPEG faces decoded per second per core,
+// and images batched per
 // second per core by the Loader (over the synthetic dataset, and over pre-rendered images to
 // show the loader's own cost). Run: build/bin/bench_data_loader
 #include <benchmark/benchmark.h>
@@ -6,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "data/image_codec.h"
 #include "data/loader.h"
 #include "data/synth/dataset.h"
 #include "data/synth/faces.h"
@@ -83,6 +85,21 @@ void BM_LoaderSynth(benchmark::State& state) {
   run_loader(state, std::make_shared<synth::SynthDataset>(synth::SynthFaces(), 1000, 20));
 }
 BENCHMARK(BM_LoaderSynth)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// One thread decodes 112x112 JPEG faces (quality 90, as flatface-synth writes them): the
+// per-core decode rate that bounds a RecordIO training run's input pipeline.
+void BM_DecodeJpeg112(benchmark::State& state) {
+  const synth::SynthFaces faces;
+  std::vector<std::vector<uint8_t>> jpegs;
+  for (int64_t i = 0; i < 64; ++i) jpegs.push_back(encode_jpeg(faces.render(i / 4, i % 4, faces.training_nuisance()), 90));
+  size_t i = 0;
+  for (auto _ : state) {
+    Image img = decode_image(jpegs[i++ % jpegs.size()]);
+    benchmark::DoNotOptimize(img.pixels.data());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_DecodeJpeg112)->Unit(benchmark::kMicrosecond);
 
 void BM_LoaderPrerendered(benchmark::State& state) { run_loader(state, std::make_shared<Prerendered>(512)); }
 BENCHMARK(BM_LoaderPrerendered)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
