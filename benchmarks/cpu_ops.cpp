@@ -1,6 +1,7 @@
 // CPU op microbenchmarks at the shapes of iResNet-50 training (batch 32, 112x112 faces): every
 // distinct convolution (forward, gradient of the input, gradient of the weight) and the matrix
-// products of the fc layer and of a margin head, with GFLOP/s counters. Threads: OMP_NUM_THREADS.
+// products of the fc layer and of a margin head, with GFLOP/s counters, and training-mode batch
+// norm at the same feature-map shapes (GB/s). Threads: OMP_NUM_THREADS.
 // benchmarks/cpu_ops_table.py runs this next to PyTorch (benchmarks/torch_cpu_ops.py). The names
 // encode the shapes; that script parses them, so keep the format.
 #include <benchmark/benchmark.h>
@@ -74,6 +75,30 @@ void bm_linear(benchmark::State& state, int64_t m, int64_t k, int64_t n, Pass pa
   set_counters(state, 2.0 * (double)(m * n * k));
 }
 
+// Training-mode batch norm at the iResNet-50 feature-map shapes: forward (statistics, running
+// update, normalise) or backward (gradients of input, weight and bias through the engine's op).
+void bm_batchnorm(benchmark::State& state, ff::Shape shape, Pass pass) {
+  ff::Rng rng(3);
+  Tensor x = random(shape, rng).set_requires_grad(pass != Pass::Forward);
+  Tensor w = ff::Tensor::full({shape[1]}, 1.0).set_requires_grad(pass != Pass::Forward);
+  Tensor b = ff::Tensor::zeros({shape[1]}).set_requires_grad(pass != Pass::Forward);
+  Tensor rm = ff::Tensor::zeros({shape[1]}), rv = ff::Tensor::full({shape[1]}, 1.0);
+  ff::BatchNormOptions opt;
+  Tensor dy = random(shape, rng);
+  Tensor y = ff::batch_norm(x, w, b, rm, rv, opt);
+  auto run = [&] {
+    if (pass == Pass::Forward) y = ff::batch_norm(x, w, b, rm, rv, opt);
+    else y.backward(dy);  // the graph is kept; gradients accumulate into x, w, b as autograd does
+  };
+  run();
+  for (auto _ : state) {
+    run();
+    benchmark::ClobberMemory();
+  }
+  state.counters["GB/s"] = benchmark::Counter((pass == Pass::Forward ? 3.0 : 5.0) * 4.0 * (double)ff::shape_numel(shape) * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // Distinct convolutions of iResNet-50 at batch 32: stem, then per stage the first block's conv1
 // (channel change), its stride-2 conv2 and 1x1 stride-2 downsample, and the repeated 3x3.
 std::vector<ff::cpu::Conv2dShape> iresnet50_convs() {
@@ -102,6 +127,15 @@ std::string conv_name(const ff::cpu::Conv2dShape& s, Pass p) {
 }
 
 int register_all() {
+  for (Pass p : {Pass::Forward, Pass::BackwardInput}) {
+    for (ff::Shape shape : {ff::Shape{32, 64, 112, 112}, {32, 64, 56, 56}, {32, 128, 28, 28}, {32, 256, 14, 14},
+                            {32, 512, 7, 7}}) {
+      std::string name = std::string("batchnorm_") + (p == Pass::Forward ? "fwd" : "bwd") + "/n" +
+                         std::to_string(shape[0]) + "_c" + std::to_string(shape[1]) + "_h" + std::to_string(shape[2]) +
+                         "_w" + std::to_string(shape[3]);
+      benchmark::RegisterBenchmark(name.c_str(), bm_batchnorm, shape, p)->Unit(benchmark::kMillisecond)->UseRealTime();
+    }
+  }
   for (Pass p : {Pass::Forward, Pass::BackwardInput, Pass::BackwardWeight}) {
     for (const auto& s : iresnet50_convs())
       benchmark::RegisterBenchmark(conv_name(s, p).c_str(), bm_conv, s, p)

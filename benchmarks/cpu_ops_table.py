@@ -80,6 +80,9 @@ def describe(name):
     if m:
         n, cin, h, w, cout, k, s, p, g = m.groups()
         return op, f"{n}x{cin}x{h}x{w} -> {cout}, {k}x{k} s{s} p{p}" + (f" g{g}" if g != "1" else "")
+    m = re.fullmatch(r"n(\d+)_c(\d+)_h(\d+)_w(\d+)", shape)
+    if m:
+        return op, "x".join(m.groups()) + " (training mode)"
     mm, k, n = re.fullmatch(r"m(\d+)_k(\d+)_n(\d+)", shape).groups()
     return op, f"x {mm}x{k}, W {n}x{k}"
 
@@ -140,8 +143,9 @@ def main():
         "conv2d: batch 32 at the distinct convolutions of iResNet-50 on 112x112 faces; `bwd_input` / "
         "`bwd_weight` are the gradients of the input / weight (no bias). linear: `fwd` = x W^T, "
         "`bwd_input` = dy W, `bwd_weight` = dy^T x, for the fc layer (25088 -> 512) and a margin head "
-        "(512 -> 10000 classes). Batch norm is not in this table: its op (engine/ops_norm.cpp) is another "
-        "helper's and was not in this branch.",
+        "(512 -> 10000 classes). batchnorm: training mode at the iResNet-50 feature-map shapes; `fwd` = "
+        "statistics, running update and normalisation, `bwd` = gradients of input, weight and bias through "
+        "autograd on both sides.",
         "",
         "| benchmark | op | shape | ours ms | PyTorch ms | ratio |",
         "|---|---|---|---:|---:|---:|",

@@ -47,6 +47,26 @@ def linear_fn(name):
     return lambda: torch.mm(dy.t(), x)
 
 
+def batchnorm_fn(name):
+    m = re.fullmatch(r"batchnorm_(fwd|bwd)/n(\d+)_c(\d+)_h(\d+)_w(\d+)", name)
+    if not m:
+        return None
+    n, c, h, w = map(int, m.groups()[1:])
+    x = (torch.rand(n, c, h, w) * 2 - 1).requires_grad_(m.group(1) == "bwd")
+    wt, b = torch.ones(c, requires_grad=True), torch.zeros(c, requires_grad=True)
+    rm, rv = torch.zeros(c), torch.ones(c)
+    if m.group(1) == "fwd":
+        return lambda: F.batch_norm(x, rm, rv, wt, b, True, 0.1, 1e-5)
+    with torch.enable_grad():
+        y = F.batch_norm(x, rm, rv, wt, b, True, 0.1, 1e-5)
+    dy = torch.rand_like(y) * 2 - 1
+
+    def backward():
+        with torch.enable_grad():
+            torch.autograd.grad(y, [x, wt, b], dy, retain_graph=True)
+    return backward
+
+
 def time_ms(fn, min_time):
     fn()
     calls, start = 0, time.perf_counter()
@@ -71,7 +91,7 @@ def main():
             name = line.strip()
             if not name:
                 continue
-            fn = conv_fn(name) or linear_fn(name)
+            fn = conv_fn(name) or linear_fn(name) or batchnorm_fn(name)
             if fn is None:
                 sys.exit(f"torch_cpu_ops: cannot parse benchmark name {name!r}")
             print(json.dumps({"name": name, "ms": time_ms(fn, a.min_time)}), flush=True)
