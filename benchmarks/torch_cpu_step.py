@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""One whole training step per method on the CPU in PyTorch, next to ours (bench_cpu_step), and the
+"""One whole training step per method on the CPU in PyTorch, next to ours (bench_step), and the
 table benchmarks/results/cpu_step.md.
 
 The PyTorch step is the reference implementation of tests/reference/make_reference.py (iResNet as
@@ -8,8 +8,8 @@ torch.optim.SGD), run in float32: iResNet-50, batch 32, 112x112, 1,000 classes, 
 (sam rho 0.05, asam 0.5 adaptive, aace 0.2 unnormalised AACE loss, flatface 0.05 with the centres).
 
 Usage:
-  /usr/bin/python3 benchmarks/torch_cpu_step.py --threads 2 --bench build/bin/bench_cpu_step
-  (--ours FILE reads bench_cpu_step's saved output instead of running it; --torch FILE reads this
+  /usr/bin/python3 benchmarks/torch_cpu_step.py --threads 2 --bench build/bin/bench_step
+  (--ours FILE reads bench_step's saved output instead of running it; --torch FILE reads this
   script's saved PyTorch results ("RESULT {json}" lines) instead of timing PyTorch again.)
 Both sides: `--warmup` untimed steps, then `--iters` timed ones; the table gives the mean and the
 best (least disturbed by other load) of the timed steps.
@@ -69,8 +69,8 @@ def time_torch(a):
 
 def run_ours(a):
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(a.threads))
-    cmd = [a.bench, "methods=" + ",".join(a.methods), f"arch={a.arch}", f"batch={a.batch}", f"size={a.size}",
-           f"classes={a.classes}", f"warmup={a.warmup}", f"iters={a.iters}"]
+    cmd = [a.bench, "device=cpu", "methods=" + ",".join(a.methods), f"arch={a.arch}", f"batch={a.batch}",
+           f"size={a.size}", f"classes={a.classes}", f"warmup={a.warmup}", f"iters={a.iters}"]
     proc = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     sys.stderr.write(proc.stdout)
     return parse_results(proc.stdout)
@@ -97,7 +97,7 @@ def write_table(a, ours, torch_r):
         f"{a.warmup} warm-up step(s), then {a.iters} timed. Cells: wall seconds per step, mean (best), and the "
         "process's CPU seconds per step (mean); ratios of the means, wall and CPU. PyTorch: torch 1.13 (Debian, "
         "oneDNN convolutions) running the reference step of tests/reference/make_reference.py. Ours: "
-        "build/bin/bench_cpu_step (benchmarks/cpu_step.cpp). Written by benchmarks/torch_cpu_step.py.",
+        "build/bin/bench_step (benchmarks/step.cpp). Written by benchmarks/torch_cpu_step.py.",
         "",
         "| method | ours s/step | PyTorch s/step | ours / PyTorch | ours / own sgd | PyTorch / own sgd |",
         "|---|---|---|---|---|---|",
@@ -123,8 +123,8 @@ def main():
     p.add_argument("--classes", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--iters", type=int, default=2)
-    p.add_argument("--bench", help="bench_cpu_step binary to run for our side")
-    p.add_argument("--ours", help="saved output of bench_cpu_step (instead of --bench)")
+    p.add_argument("--bench", help="bench_step binary to run for our side")
+    p.add_argument("--ours", help="saved output of bench_step (instead of --bench)")
     p.add_argument("--torch", help="saved RESULT lines of this script (instead of timing PyTorch)")
     p.add_argument("--out", default=os.path.join(HERE, "results", "cpu_step.md"))
     p.add_argument("--note", default="")

@@ -15,5 +15,7 @@ void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, siz
 void device_convert(void* dst, DType dst_type, const void* src, DType src_type, int64_t n);
 // True when this build has the CUDA backend and a GPU is visible.
 bool cuda_available();
+// Waits until the work queued on device d is done (nothing for the CPU): for timing.
+void device_synchronize(Device d);
 
 }  // namespace ff

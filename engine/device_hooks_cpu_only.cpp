@@ -15,5 +15,7 @@ void device_convert(void*, DType dst_type, const void*, DType src_type, int64_t)
 
 bool cuda_available() { return false; }
 
+void device_synchronize(Device) {}
+
 }  // namespace ff
 #endif

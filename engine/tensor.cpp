@@ -167,8 +167,13 @@ template double* Tensor::data<double>() const;
 template int64_t* Tensor::data<int64_t>() const;
 
 double Tensor::item(int64_t i) const {
-  FF_CHECK(device().is_cpu(), "item() needs a CPU tensor, got ", str());
   FF_CHECK(i >= 0 && i < numel(), "item(", i, ") out of range for ", str());
+  if (!device().is_cpu()) {
+    Tensor host = empty({}, dtype());
+    device_copy(host.raw(), Device::cpu(), static_cast<const char*>(raw()) + (size_t)i * dtype_size(dtype()), device(),
+                dtype_size(dtype()));
+    return host.item();
+  }
   switch (dtype()) {
     case DType::F32: return static_cast<const float*>(raw())[i];
     case DType::F64: return static_cast<const double*>(raw())[i];
@@ -247,6 +252,14 @@ Tensor Tensor::to(Device d) const {
   Tensor t = empty(shape(), dtype(), d);
   t.copy_from(*this);
   return t;
+}
+
+void Tensor::move_to_(Device d) {
+  if (d == device()) return;
+  Tensor moved = to(d);
+  impl().storage = moved.impl().storage;
+  impl().offset = moved.impl().offset;
+  impl().grad.reset();
 }
 
 Tensor Tensor::to(DType t) const {

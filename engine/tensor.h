@@ -100,7 +100,8 @@ class Tensor {
 
   void* raw() const;
   template <class T> T* data() const;  // checks dtype
-  // Element access for tests and small code; CPU only, slow.
+  // Element access for tests and small code, slow; on a device it copies that one element to the
+  // host (and so waits for the work that writes it).
   double item(int64_t flat_index = 0) const;
   std::vector<double> to_vector() const;
 
@@ -114,6 +115,9 @@ class Tensor {
   Tensor to(Device d) const;
   Tensor to(DType t) const;
   void copy_from(const Tensor& src);  // same shape; any devices and dtypes
+  // Moves the data to device d in place: every handle sharing this tensor (a layer's member, a
+  // module's registry) sees the new device. Drops the gradient; leaves the autograd history alone.
+  void move_to_(Device d);
   void fill_(double value);
 
   // Autograd.

@@ -13,13 +13,18 @@ FaceModel::FaceModel(const FaceModelConfig& cfg) : cfg_(cfg), backbone_(make_bac
   centres_.set_requires_grad(true).set_name("head.weight");
 }
 
+void FaceModel::to(Device d) {
+  backbone_->to(d);
+  centres_.move_to_(d);
+}
+
 FaceModel::Loss FaceModel::loss(const Tensor& images, const Tensor& labels, MarginLoss kind) {
-  Tensor emb = backbone_->forward(images);
+  Tensor emb = backbone_->forward(images.to(device()));
   MarginConfig m = cfg_.margin;
   m.loss = kind;
   MarginLossResult r = margin_softmax_cross_entropy(emb, centres_, labels, m);
   double correct = 0;
-  for (int64_t i = 0; i < r.correct.numel(); ++i) correct += r.correct.item(i);
+  for (double c : r.correct.to_vector()) correct += c;
   return {r.loss, correct / (double)std::max<int64_t>(1, r.correct.numel())};
 }
 

@@ -24,12 +24,16 @@ class FaceModel {
   // Class centres [C, d], initialised N(0, 0.01); checkpoint name "head.weight".
   Tensor& centres() { return centres_; }
   const FaceModelConfig& config() const { return cfg_; }
+  // Moves backbone and class centres to device d (before an optimizer is made for them).
+  void to(Device d);
+  Device device() const { return centres_.device(); }
 
   struct Loss {
     Tensor loss;
     double accuracy = 0;  // fraction of the batch whose target cosine is the largest
   };
-  // Forward and margin loss of one batch; images [N, 3, S, S] normalised, labels i64 [N].
+  // Forward and margin loss of one batch; images [N, 3, S, S] normalised, labels i64 [N], each on
+  // the model's device or the CPU (copied over).
   Loss loss(const Tensor& images, const Tensor& labels, MarginLoss kind = MarginLoss::Margin);
   // Forward + backward of one pass of a training step, in training mode; `update_bn_stats` false
   // normalises with batch statistics but leaves the running ones untouched (FlatFace update

@@ -8,6 +8,7 @@
 
 #include "engine/autograd.h"
 #include "engine/backend.h"
+#include "kernels/cuda/fused.h"
 
 namespace ff {
 
@@ -93,42 +94,20 @@ void check_margin_config(const MarginConfig& c) {
 
 namespace {
 
+// Largest [B, block] logits buffer the CUDA op allocates: more classes run in column blocks.
+constexpr size_t kMaxLogitsBytes = size_t(1) << 30;
+
 // What backward needs: the gradient buffer H and the inputs it is applied to.
 struct SavedState {
   Tensor buf, f, w;
   std::vector<double> f_norm, w_norm;
 };
 
-}  // namespace
-
-MarginLossResult margin_softmax_cross_entropy(const Tensor& embeddings, const Tensor& centres, const Tensor& labels,
-                                              const MarginConfig& cfg) {
+// The CPU steps of kernels/cpu/margin_softmax.h in order.
+MarginLossResult margin_cpu(const Tensor& embeddings, const Tensor& centres, const int64_t* y, const MarginConfig& cfg,
+                            bool want_grad) {
   const char* op = "margin_softmax_cross_entropy";
-  check_margin_config(cfg);
-  check_dim(op, embeddings, 2, "embeddings");
-  check_dim(op, centres, 2, "centres");
-  check_dim(op, labels, 1, "labels");
-  check_float(op, embeddings);
-  check_same_dtype(op, embeddings, centres);
-  FF_CHECK(labels.dtype() == DType::I64, op, ": labels must be i64, got ", labels.str());
-  require_cpu(op, embeddings);
-  require_cpu(op, centres);
-  require_cpu(op, labels);
   const int64_t B = embeddings.size(0), d = embeddings.size(1), C = centres.size(0);
-  FF_CHECK(B > 0 && d > 0, op, ": empty embeddings ", embeddings.str());
-  FF_CHECK(C > 0, op, ": no classes: centres ", centres.str());
-  FF_CHECK(centres.size(1) == d, op, ": embeddings ", embeddings.str(), " and centres ", centres.str(),
-           " differ in size d");
-  FF_CHECK(labels.size(0) == B, op, ": ", labels.str(), " labels for ", B, " embeddings ", embeddings.str());
-  FF_CHECK(B <= INT_MAX && C <= INT_MAX && d <= INT_MAX, op, ": sizes B ", B, ", C ", C, ", d ", d,
-           " exceed the BLAS index range");
-  FF_CHECK(cfg.loss != MarginLoss::Aace || C >= 2, op, ": aace needs at least 2 classes (the adversarial target ",
-           "spreads over the non-target classes), got ", centres.str());
-  const int64_t* y = labels.data<int64_t>();
-  for (int64_t i = 0; i < B; ++i)
-    FF_CHECK(y[i] >= 0 && y[i] < C, op, ": label ", y[i], " of row ", i, " is out of range [0, ", C, ")");
-
-  const bool want_grad = grad_enabled() && (embeddings.requires_grad() || centres.requires_grad());
   auto st = std::make_shared<SavedState>();
   st->buf = Tensor::empty({B, C}, embeddings.dtype());
   st->f = embeddings.detach();
@@ -170,6 +149,100 @@ MarginLossResult margin_softmax_cross_entropy(const Tensor& embeddings, const Te
     return std::vector<Tensor>{gf, gw};
   });
   return r;
+}
+
+#ifdef FLATFACE_HAVE_CUDA
+// The same op through the fused CUDA kernels (kernels/cuda/margin_softmax.cu): norms, row statistics
+// and the one logits buffer live in a workspace kept for backward.
+MarginLossResult margin_cuda(const Tensor& embeddings, const Tensor& centres, const Tensor& labels,
+                             const MarginConfig& cfg, bool want_grad) {
+  const char* op = "margin_softmax_cross_entropy";
+  const Device dev = embeddings.device();
+  const int64_t B = embeddings.size(0), d = embeddings.size(1), C = centres.size(0);
+  const size_t elem = dtype_size(embeddings.dtype());
+  cuda::MarginShape shape{B, C, d, 0, cuda::allow_tf32()};
+  const int64_t fit = std::max<int64_t>(1, (int64_t)(kMaxLogitsBytes / ((size_t)B * elem)));
+  if (fit < C) shape.chunk = fit;
+  struct State {
+    Tensor f, w, labels, workspace;
+  };
+  auto st = std::make_shared<State>();
+  st->f = embeddings.detach();
+  st->w = centres.detach();
+  st->labels = labels.to(dev);
+  const size_t ws_bytes = cuda::margin_workspace_bytes(shape, elem);
+  st->workspace = Tensor::empty({(int64_t)((ws_bytes + 7) / 8)}, DType::F64, dev);
+  Tensor loss = Tensor::empty({}, DType::F64, dev), target_cos = Tensor::empty({B}, DType::F64, dev);
+  Tensor correct = Tensor::empty({B}, DType::I64, dev);
+  cuda::MarginOutputs out;
+  out.loss_mean = loss.data<double>();
+  out.target_cos = target_cos.data<double>();
+  out.correct = correct.data<int64_t>();
+  const double grad_scale = want_grad ? 1.0 / B : 0.0;
+  dispatch_float(op, embeddings.dtype(), [&]<class T>() {
+    cuda::margin_fused_forward<T>(cfg, shape, st->labels.data<int64_t>(), st->f.data<T>(), st->w.data<T>(), grad_scale,
+                                  st->workspace.raw(), out);
+  });
+
+  MarginLossResult r;
+  r.loss = loss.to(embeddings.dtype());
+  r.target_cos = target_cos.to(embeddings.dtype());
+  r.correct = correct;
+  if (!want_grad) return r;
+  const bool need_f = embeddings.requires_grad(), need_w = centres.requires_grad();
+  r.loss = record(op, r.loss, {embeddings, centres}, [st, cfg, shape, grad_scale, need_f, need_w](const Tensor& g) {
+    const Device dev = st->f.device();
+    Tensor gf = need_f ? Tensor::empty(st->f.shape(), st->f.dtype(), dev) : Tensor();
+    Tensor gw = need_w ? Tensor::empty(st->w.shape(), st->w.dtype(), dev) : Tensor();
+    const double grad_out = g.item(0);
+    dispatch_float("margin_softmax_cross_entropy backward", st->f.dtype(), [&]<class T>() {
+      cuda::margin_fused_backward<T>(cfg, shape, st->labels.data<int64_t>(), st->f.data<T>(), st->w.data<T>(),
+                                     grad_scale, grad_out, st->workspace.raw(), need_f ? gf.data<T>() : nullptr,
+                                     need_w ? gw.data<T>() : nullptr);
+    });
+    return std::vector<Tensor>{gf, gw};
+  });
+  return r;
+}
+#endif
+
+}  // namespace
+
+MarginLossResult margin_softmax_cross_entropy(const Tensor& embeddings, const Tensor& centres, const Tensor& labels,
+                                              const MarginConfig& cfg) {
+  const char* op = "margin_softmax_cross_entropy";
+  check_margin_config(cfg);
+  check_dim(op, embeddings, 2, "embeddings");
+  check_dim(op, centres, 2, "centres");
+  check_dim(op, labels, 1, "labels");
+  check_float(op, embeddings);
+  check_same_dtype(op, embeddings, centres);
+  check_same_device(op, embeddings, centres);
+  require_backend(op, embeddings);
+  FF_CHECK(labels.dtype() == DType::I64, op, ": labels must be i64, got ", labels.str());
+  FF_CHECK(labels.device().is_cpu() || labels.device() == embeddings.device(), op, ": labels ", labels.str(),
+           " must be on the CPU or with the embeddings ", embeddings.str());
+  const int64_t B = embeddings.size(0), d = embeddings.size(1), C = centres.size(0);
+  FF_CHECK(B > 0 && d > 0, op, ": empty embeddings ", embeddings.str());
+  FF_CHECK(C > 0, op, ": no classes: centres ", centres.str());
+  FF_CHECK(centres.size(1) == d, op, ": embeddings ", embeddings.str(), " and centres ", centres.str(),
+           " differ in size d");
+  FF_CHECK(labels.size(0) == B, op, ": ", labels.str(), " labels for ", B, " embeddings ", embeddings.str());
+  FF_CHECK(B <= INT_MAX && C <= INT_MAX && d <= INT_MAX, op, ": sizes B ", B, ", C ", C, ", d ", d,
+           " exceed the BLAS index range");
+  FF_CHECK(cfg.loss != MarginLoss::Aace || C >= 2, op, ": aace needs at least 2 classes (the adversarial target ",
+           "spreads over the non-target classes), got ", centres.str());
+  // Labels are checked on the host (B values; the kernels take an out-of-range id for no class).
+  const Tensor host_labels = labels.to(Device::cpu());
+  const int64_t* y = host_labels.data<int64_t>();
+  for (int64_t i = 0; i < B; ++i)
+    FF_CHECK(y[i] >= 0 && y[i] < C, op, ": label ", y[i], " of row ", i, " is out of range [0, ", C, ")");
+
+  const bool want_grad = grad_enabled() && (embeddings.requires_grad() || centres.requires_grad());
+#ifdef FLATFACE_HAVE_CUDA
+  if (embeddings.device().is_cuda()) return margin_cuda(embeddings, centres, labels, cfg, want_grad);
+#endif
+  return margin_cpu(embeddings, centres, y, cfg, want_grad);
 }
 
 }  // namespace ff

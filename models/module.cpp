@@ -31,6 +31,16 @@ void Module::collect(const std::string& prefix, NamedTensors& out, int kinds) co
   for (const auto& [name, child] : children_) child->collect(prefix + name + ".", out, kinds);
 }
 
+void Module::to(Device d) {
+  for (auto& [name, t] : state_dict())
+    if (t.dtype() != DType::I64) t.move_to_(d);
+}
+
+Device Module::device() const {
+  NamedTensors p = named_parameters(true);
+  return p.empty() ? Device::cpu() : p.front().second.device();
+}
+
 NamedTensors Module::named_parameters(bool include_frozen) const {
   NamedTensors out;
   collect("", out, kTrainable | (include_frozen ? kFrozen : 0));

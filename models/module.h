@@ -37,6 +37,11 @@ class Module {
   bool bn_update_stats() const { return bn_update_stats_; }
 
   void visit(const std::function<void(Module&)>& fn);
+  // Moves every float parameter and buffer to device d in place. Integer buffers (BatchNorm's
+  // num_batches_tracked, a counter the host increments) stay on the CPU.
+  void to(Device d);
+  // Where the parameters live (the CPU for a module without any).
+  Device device() const;
   int64_t parameter_count(bool include_frozen = true) const;
 
   // Registers a child; its tensors appear under "<name>." (a plain Module serves as a container,

@@ -8,6 +8,7 @@
 #include "engine/backend.h"
 #include "kernels/cpu/adamw.h"
 #include "kernels/cpu/sgd.h"
+#include "kernels/cuda/fused.h"
 
 namespace ff {
 
@@ -28,6 +29,11 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, std::vector<std::string> st
       FF_CHECK(p.param.is_leaf() && p.param.requires_grad(), "optimizer: parameter '", p.name, "' (", p.param.str(),
                ") must be a leaf that requires a gradient");
       check_float("optimizer", p.param);
+      require_backend("optimizer", p.param);
+      // One device for all: each update is one multi-tensor kernel over the pointer lists.
+      FF_CHECK(params_.empty() || p.param.device() == params_[0].param.device(), "optimizer: parameter '", p.name,
+               "' is on ", p.param.device().str(), ", parameter '", params_[0].name, "' on ",
+               params_[0].param.device().str(), " (one device per optimizer)");
       params_.push_back(p);
     }
   }
@@ -47,7 +53,6 @@ void Optimizer::step(double lr, std::span<const Tensor> restore_from) {
   // Every check before the first write, so a failing step leaves the weights as they were.
   for (size_t k = 0; k < params_.size(); ++k) {
     const ParamRef& p = params_[k];
-    require_cpu(kind(), p.param);
     Tensor g = p.param.grad();
     if (g.defined())
       FF_CHECK(g.shape() == p.param.shape() && g.dtype() == p.param.dtype() && g.device() == p.param.device(), kind(),
@@ -197,8 +202,9 @@ void Sgd::update(const Batch& b, std::span<const Tensor> restore_from) {
       buf = state_list<T>(b, 0);
       for (int64_t s : l.step) first.push_back(s == 1);
     }
-    cpu::sgd_update<T>((int64_t)l.param.size(), l.param.data(), l.saved.data(), l.grad.data(),
-                       buf.empty() ? nullptr : buf.data(), first.empty() ? nullptr : first.data(), l.numel.data(), h);
+    FF_KERNEL(params()[b.index[0]].param, sgd_update<T>, (int64_t)l.param.size(), l.param.data(), l.saved.data(),
+              l.grad.data(), buf.empty() ? nullptr : buf.data(), first.empty() ? nullptr : first.data(), l.numel.data(),
+              h);
   });
 }
 
@@ -217,8 +223,8 @@ void AdamW::update(const Batch& b, std::span<const Tensor> restore_from) {
   dispatch_float("adamw", dt, [&]<class T>() {
     Lists<T> l = lists<T>(b, restore_from);
     std::vector<T*> m = state_list<T>(b, 0), v = state_list<T>(b, 1);
-    cpu::adamw_update<T>((int64_t)l.param.size(), l.param.data(), l.saved.data(), l.grad.data(), m.data(), v.data(),
-                         l.step.data(), l.numel.data(), h);
+    FF_KERNEL(params()[b.index[0]].param, adamw_update<T>, (int64_t)l.param.size(), l.param.data(), l.saved.data(),
+              l.grad.data(), m.data(), v.data(), l.step.data(), l.numel.data(), h);
   });
 }
 

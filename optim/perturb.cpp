@@ -5,6 +5,7 @@
 
 #include "engine/backend.h"
 #include "kernels/cpu/perturb.h"
+#include "kernels/cuda/fused.h"
 
 namespace ff {
 
@@ -118,7 +119,10 @@ Perturbation::Perturbation(std::vector<ParamRef> params, const PerturbConfig& cf
   for (const ParamRef& p : params_) {
     FF_CHECK(p.param.defined(), "perturbation: parameter '", p.name, "' is an undefined tensor");
     check_float("perturbation", p.param);
-    require_cpu("perturbation", p.param);
+    require_backend("perturbation", p.param);
+    FF_CHECK(p.param.device() == params_[0].param.device(), "perturbation: parameter '", p.name, "' is on ",
+             p.param.device().str(), ", parameter '", params_[0].name, "' on ", params_[0].param.device().str(),
+             " (one device for all)");
     bool covered = cfg_.perturbs() && (!p.is_head || cfg_.head);
     saved_.push_back(covered ? Tensor::empty(p.param.shape(), p.param.dtype(), p.param.device()) : Tensor());
   }
@@ -167,8 +171,9 @@ double Perturbation::local_sq_norm() const {
     total += dispatch_float("perturbation", dt, [&]<class T>() {
       Lists<T> l = lists<T>();
       std::vector<const T*> w(l.param.begin(), l.param.end());
-      return cpu::perturb_sq_norm<T>((int64_t)l.grad.size(), l.grad.data(), cfg_.adaptive ? w.data() : nullptr,
-                                     l.numel.data());
+      if (l.grad.empty()) return 0.0;
+      return FF_KERNEL(params_[l.index[0]].param, perturb_sq_norm<T>, (int64_t)l.grad.size(), l.grad.data(),
+                       cfg_.adaptive ? w.data() : nullptr, l.numel.data());
     });
   }
   return total;
@@ -183,8 +188,9 @@ void Perturbation::apply(double norm) {
   for (DType dt : {DType::F32, DType::F64}) {
     dispatch_float("perturbation", dt, [&]<class T>() {
       Lists<T> l = lists<T>();
-      cpu::perturb_apply<T>((int64_t)l.param.size(), l.param.data(), l.saved.data(), l.grad.data(), l.numel.data(),
-                            scale, cfg_.adaptive);
+      if (l.param.empty()) return;
+      FF_KERNEL(params_[l.index[0]].param, perturb_apply<T>, (int64_t)l.param.size(), l.param.data(), l.saved.data(),
+                l.grad.data(), l.numel.data(), scale, cfg_.adaptive);
       for (size_t k : l.index) step_saved_[k] = saved_[k];
     });
   }
@@ -204,7 +210,8 @@ void Perturbation::restore() {
         saved.push_back(step_saved_[k].data<T>());
         numel.push_back(params_[k].param.numel());
       }
-      cpu::perturb_restore<T>((int64_t)param.size(), param.data(), saved.data(), numel.data());
+      if (param.empty()) return;
+      FF_KERNEL(params_[0].param, perturb_restore<T>, (int64_t)param.size(), param.data(), saved.data(), numel.data());
     });
   }
   restored();

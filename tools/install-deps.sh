@@ -11,9 +11,10 @@ PKGS=(
   libcli11-dev               # command-line parsing of the tools
   libtomlplusplus-dev        # TOML configs (with comments)
   libturbojpeg0-dev libpng-dev  # image decoding / encoding
+  python3-numpy              # tests read our .npy files back with numpy (/usr/bin/python3)
 )
 if [ "${FLATFACE_WITH_TORCH:-0}" = 1 ]; then
-  PKGS+=(python3-torch python3-numpy)  # only for regenerating reference fixtures / PyTorch benchmarks
+  PKGS+=(python3-torch)  # only for regenerating reference fixtures / PyTorch benchmarks
 fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.." || exit 1
 BUILD=${FLATFACE_GPU_CHECK_BUILD_DIR:-build-gpu}
 OUTF=${1:-build-carry/gpu-check.tar.xz}
 JOBS=${FLATFACE_JOBS:-2}
-WANT="test_cuda test_engine test_models test_optim bench_cuda_kernels bench_cpu_step bench_gpu_step"
+WANT="test_cuda test_engine test_models test_optim bench_cuda_kernels bench_step"
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLATFACE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 > /dev/null
 help=$(cmake --build "$BUILD" --target help)
 targets=()

@@ -205,7 +205,7 @@ if [ $HAVE_GPU = 0 ]; then
     "This report is a rehearsal of the script, not a GPU result."
 fi
 
-WANT="test_cuda test_engine test_models test_optim bench_cuda_kernels bench_cpu_step bench_gpu_step"
+WANT="test_cuda test_engine test_models test_optim bench_cuda_kernels bench_step"
 BUILT=""
 
 # ---- 2a. prebuilt binaries (benchmarks/gpu/pack.sh), when given and they start here ----
@@ -282,12 +282,11 @@ if [ $HAVE_GPU = 1 ]; then
   else
     record "bench_cuda_kernels" "NOT BUILT" 0 ""
   fi
-  if [ -n "$(bin bench_gpu_step)" ]; then
-    stage "bench_gpu_step (iResNet-50, batch 128, 112x112, 10k classes)" 120 "$(bin bench_gpu_step)"
+  if [ -n "$(bin bench_step)" ]; then
+    stage "bench_step (ours: iResNet-50, batch 128, 112x112, 10k classes)" 120 "$(bin bench_step)" device=cuda \
+      methods=sgd,flatface
   else
-    record "bench_gpu_step" "ABSENT" 0 "no end-to-end CUDA step binary in this tree yet"
-    section "bench_gpu_step" "Absent: $BUILD has no bench_gpu_step (the end-to-end CUDA FlatFace / SGD step" \
-      "benchmark is not wired yet), so there is no FlatFace step time of this engine to compare."
+    record "bench_step" "NOT BUILT" 0 ""
   fi
   if python3 -c 'import torch' > /dev/null 2>&1; then
     stage "torch_step (PyTorch iResNet-50, batch 128, 112x112, 10k classes)" 150 \

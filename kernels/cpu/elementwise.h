@@ -1,5 +1,5 @@
 // CPU kernels for elementwise maps with broadcasting. Memory-bound: 12 bytes moved per f32 output
-// of a binary op. Benchmarked only as part of the model step (benchmarks/cpu_step).
+// of a binary op. Benchmarked only as part of the model step (benchmarks/step).
 #pragma once
 
 #include <cstdint>

@@ -4,7 +4,7 @@
 // (16 bytes, ~6 FLOPs); backward reads dy and x twice and writes dx (20 bytes, ~10 FLOPs); PReLU
 // moves 8 bytes forward, 12 backward. Every per-channel or per-row sum runs in double, in a fixed
 // order, inside one thread, so results are bitwise identical for any thread count. Benchmarked as
-// part of the model step (benchmarks/cpu_step).
+// part of the model step (benchmarks/step).
 #pragma once
 
 #include <algorithm>

@@ -3,7 +3,7 @@
 // forward adds one read and one write (12 bytes in all); backward reads dy and y twice, writes dx
 // (20 bytes, 1 exp); cross-entropy backward reads x once, writes dx once (8 bytes, 1 exp). Row sums
 // run in double in a fixed order inside one thread, so results are bitwise identical for any
-// thread count. Benchmarked as part of the model step (benchmarks/cpu_step).
+// thread count. Benchmarked as part of the model step (benchmarks/step).
 #pragma once
 
 #include <cmath>

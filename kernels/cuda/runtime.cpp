@@ -84,6 +84,12 @@ bool cuda_available() {
   return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
+void device_synchronize(Device d) {
+  // Fused kernels queue on the legacy default stream, which the backend's blocking stream orders
+  // against; waiting for the whole device covers both.
+  if (d.is_cuda()) FF_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
 void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
   if (bytes == 0) return;
   FF_CHECK(cuda_available(), "copy from ", src_dev.str(), " to ", dst_dev.str(), ": no CUDA device is visible");

@@ -9,6 +9,7 @@
 
 #include "data/npy.h"
 #include "data/recordio.h"
+#include "engine/device_hooks.h"
 #include "engine/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -182,6 +183,8 @@ TEST_F(ToolsE2E, BadInputGetsOneClearError) {
   expect_error(train_args(dir("bad")) + " method.name=adam", "adam");
   expect_error(train_args(dir("bad")) + " data.train=/nonexistent/train.rec", "/nonexistent/train.rec");
   expect_error(train_args(dir("bad")) + " train.batch_size=1000", "train.batch_size");
+  expect_error(train_args(dir("bad")) + " train.device=tpu", "train.device 'tpu'");
+  if (!ff::cuda_available()) expect_error(train_args(dir("bad")) + " train.device=cuda", "train.device = cuda");
   expect_error("flatface-eval -m /nonexistent.safetensors -b " + data() + "/open_set.bin", "nonexistent");
   expect_error("flatface-eval -m x -b " + data() + "/train.idx", "");  // not a pickle: refused
 }

@@ -62,8 +62,10 @@ std::vector<float> extract_embeddings(Backbone& net, const std::vector<data::Ima
   out.reserve(images.size() * (size_t)dim);
   for (size_t b = 0; b < images.size(); b += (size_t)batch) {
     size_t e = std::min(images.size(), b + (size_t)batch);
-    Tensor emb = net.forward(images_to_tensor(images, b, e, false));
-    if (flip_sum) emb = add(emb, net.forward(images_to_tensor(images, b, e, true)));
+    const Device dev = net.device();
+    Tensor emb = net.forward(images_to_tensor(images, b, e, false).to(dev));
+    if (flip_sum) emb = add(emb, net.forward(images_to_tensor(images, b, e, true).to(dev)));
+    emb = emb.to(Device::cpu());
     const float* p = emb.data<float>();
     out.insert(out.end(), p, p + emb.numel());
   }

@@ -18,6 +18,7 @@
 #include "data/loader.h"
 #include "data/recordio.h"
 #include "engine/atomic_file.h"
+#include "engine/backend.h"
 #include "engine/device_hooks.h"
 #include "optim/flatface_step.h"
 #include "optim/optimizer.h"
@@ -153,10 +154,10 @@ int run_training(const Config& cfg, const TrainOptions& opts) {
   const std::string device = cfg.get_string("train.device");
   FF_CHECK(device == "auto" || device == "cpu" || device == "cuda", "train.device '", device,
            "' is not one of auto, cpu, cuda");
-  FF_CHECK(device != "cuda", "train.device = cuda: the CUDA training path is not available in this build yet "
-                             "(use cpu or auto)");
-  if (device == "auto" && cuda_available() && !opts.quiet)
-    std::printf("note: a GPU is visible, but training runs on the CPU until the CUDA step is wired in\n");
+  FF_CHECK(device != "cuda" || cuda_available(), "train.device = cuda, but ",
+           kCudaBuild ? "no CUDA device is visible" : "this build has no CUDA backend (rebuild with nvcc present)",
+           " (use cpu or auto)");
+  const Device dev = device == "cuda" || (device == "auto" && cuda_available()) ? Device::cuda() : Device::cpu();
   set_cpu_threads(cfg.get_int("train.threads"));
 
   const int64_t input_size = cfg.get_int("data.input_size");
@@ -186,6 +187,9 @@ int run_training(const Config& cfg, const TrainOptions& opts) {
     if (!opts.quiet)
       std::printf("initialised from %s (%s)\n", opts.init.c_str(), with_head ? "backbone and class centres" : "backbone");
   }
+
+  // On its device before the optimizer and the perturbation allocate their state beside it.
+  model.to(dev);
 
   PerturbConfig pcfg = perturb_config_from(cfg);
   std::vector<ParamRef> refs;
@@ -268,13 +272,13 @@ int run_training(const Config& cfg, const TrainOptions& opts) {
   FlatFaceStep stepper(*opt, pcfg);
 
   if (!opts.quiet) {
-    std::printf("flatface-train: %s %s (%.2fM parameters), %lld classes, %zu images, %s (rho %.3g%s%s), "
-                "%lld steps of batch %lld (%lld per epoch), output %s\n",
-                mcfg.backbone.arch.c_str(), margin_type_name(mcfg.margin.type),
-                model.backbone().parameter_count() / 1e6, (long long)mcfg.num_classes, dataset->size(),
-                method_name(pcfg.method), pcfg.rho, pcfg.head && pcfg.perturbs() ? ", class centres too" : "",
-                pcfg.adaptive ? ", adaptive" : "", (long long)total, (long long)lcfg.batch_size, (long long)per_epoch,
-                out.c_str());
+    std::printf(
+        "flatface-train: %s %s (%.2fM parameters) on %s, %lld classes, %zu images, %s (rho %.3g%s%s), "
+        "%lld steps of batch %lld (%lld per epoch), output %s\n",
+        mcfg.backbone.arch.c_str(), margin_type_name(mcfg.margin.type), model.backbone().parameter_count() / 1e6,
+        dev.str().c_str(), (long long)mcfg.num_classes, dataset->size(), method_name(pcfg.method), pcfg.rho,
+        pcfg.head && pcfg.perturbs() ? ", class centres too" : "", pcfg.adaptive ? ", adaptive" : "", (long long)total,
+        (long long)lcfg.batch_size, (long long)per_epoch, out.c_str());
     if (resume_step >= 0) std::printf("resumed at step %lld\n", (long long)resume_step);
     std::fflush(stdout);
   }
@@ -320,12 +324,12 @@ int run_training(const Config& cfg, const TrainOptions& opts) {
   int64_t acc_n = 0;
   while (step < total) {
     data::Batch batch = loader.next();
+    const Tensor images = batch.images.to(dev), labels = batch.labels.to(dev);
     double lr = lr_at(sched, step);
     double batch_acc = 0;
     StepResult r = stepper.step(step, lr, [&](const PassInfo& pass) {
-      FaceModel::Loss l = model.train_pass(batch.images, batch.labels,
-                                           pass.loss == PerturbLoss::Aace ? MarginLoss::Aace : MarginLoss::Margin,
-                                           pass.update_bn_stats);
+      FaceModel::Loss l = model.train_pass(
+          images, labels, pass.loss == PerturbLoss::Aace ? MarginLoss::Aace : MarginLoss::Margin, pass.update_bn_stats);
       if (pass.pass == Pass::Gradient) batch_acc = l.accuracy;
       return l.loss.item();
     });
