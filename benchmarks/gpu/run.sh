@@ -205,7 +205,9 @@ if [ $HAVE_GPU = 0 ]; then
     "This report is a rehearsal of the script, not a GPU result."
 fi
 
-WANT="test_cuda test_engine test_models test_optim bench_cuda_kernels bench_step"
+# test_tools runs the tool binaries end to end (flatface-train on the GPU: train.device is auto).
+TOOLS="flatface-train flatface-synth flatface-eval flatface-embed flatface-pack flatface-sharpness"
+WANT="test_cuda test_engine test_models test_optim bench_cuda_kernels bench_step test_tools $TOOLS"
 BUILT=""
 
 # ---- 2a. prebuilt binaries (benchmarks/gpu/pack.sh), when given and they start here ----
@@ -263,10 +265,10 @@ fi
 for t in $WANT; do
   prebuilt=$([ $USE_PREBUILT = 1 ] && echo "$WORK/wrap/$t")
   for p in $prebuilt "$BUILD/tests/$t" "$BUILD/bin/$t" "$BUILD/$t"; do
-    [ -x "$p" ] && BUILT="$BUILT $t" && eval "BIN_$t=$p" && break
+    [ -x "$p" ] && BUILT="$BUILT $t" && eval "BIN_${t//-/_}=$p" && break
   done
 done
-bin() { eval "echo \${BIN_$1:-}"; }
+bin() { eval "echo \${BIN_${1//-/_}:-}"; }
 
 # ---- 3. tests: the CUDA suite first (what this script exists for), the CPU suites last ----
 if [ -n "$(bin test_cuda)" ]; then
@@ -294,6 +296,11 @@ if [ $HAVE_GPU = 1 ]; then
   else
     record "torch_step" "SKIPPED" 0 "python3 cannot import torch"
   fi
+fi
+
+# The tools' end-to-end suite finds its binaries by the build folder's path: not from a prebuilt bundle.
+if [ $HAVE_GPU = 1 ] && [ $USE_PREBUILT = 0 ] && [ -n "$(bin test_tools)" ]; then
+  stage "test_tools (end to end, training on the GPU)" 150 "$(bin test_tools)" --gtest_color=no
 fi
 
 for t in test_engine test_models test_optim; do
