@@ -13,9 +13,9 @@ namespace {
 Tensor reduce_dim(const char* op, const Tensor& x, int64_t dim, bool keepdim, bool average) {
   check_float(op, x);
   require_backend(op, x);
-  int64_t nd = x.dim();
+  const int64_t nd = x.dim(), given = dim;
   if (dim < 0) dim += nd;
-  FF_CHECK(dim >= 0 && dim < nd, op, ": dim out of range for ", x.str());
+  FF_CHECK(dim >= 0 && dim < nd, op, ": dim ", given, " out of range for ", x.str());
   int64_t outer = 1, inner = 1, n = x.shape()[dim];
   for (int64_t d = 0; d < dim; ++d) outer *= x.shape()[d];
   for (int64_t d = dim + 1; d < nd; ++d) inner *= x.shape()[d];

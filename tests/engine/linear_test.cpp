@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "kernels/cpu/gemm.h"
+#include "tests/engine/check_util.h"
 #include "tests/engine/gradcheck.h"
 
 namespace ff::test {
@@ -168,16 +169,6 @@ TEST(Matmul, ResultsDoNotDependOnThreadCount) {
   }
   omp_set_num_threads(keep);
   EXPECT_TRUE(runs[0] == runs[1] && runs[0] == runs[2]);
-}
-
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    FAIL() << "expected an error mentioning " << parts[0];
-  } catch (const Error& e) {
-    std::string m = e.what();
-    for (const auto& p : parts) EXPECT_NE(m.find(p), std::string::npos) << "'" << p << "' not in: " << m;
-  }
 }
 
 TEST(Linear, BadShapesAndDtypesNameTheOp) {

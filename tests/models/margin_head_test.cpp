@@ -386,6 +386,68 @@ TEST(MarginHead, AwkwardSizesMatchReference) {
   }
 }
 
+// The same loss built from the engine's primitive autograd ops (l2_normalize, matmul, sub,
+// mul_scalar, cross_entropy), with the CosFace margin as a constant one-hot tensor times m3:
+// z = s·(cos − m3·onehot). Without a margin (m3 = 0 CosFace, m2 = 0 ArcFace, m2 = m3 = 0 combined)
+// every type must reduce to plain normalised softmax. ArcFace's cos(acos(x) + m2) has no primitive
+// op, so with a margin it is checked against the loops and finite differences above instead.
+Tensor composed_loss(const Tensor& f, const Tensor& w, const Tensor& labels, double s, double m3) {
+  const int64_t B = f.size(0), C = w.size(0);
+  Tensor onehot = Tensor::zeros({B, C}, f.dtype());
+  for (int64_t i = 0; i < B; ++i) {
+    const int64_t y = (int64_t)labels.item(i);
+    if (f.dtype() == DType::F64)
+      onehot.data<double>()[i * C + y] = 1.0;
+    else
+      onehot.data<float>()[i * C + y] = 1.0f;
+  }
+  Tensor cos = matmul(l2_normalize(f), l2_normalize(w), false, true);
+  return cross_entropy(mul_scalar(sub(cos, mul_scalar(onehot, m3)), s), labels);
+}
+
+TEST(MarginHead, MatchesTheLossComposedFromPrimitiveOps) {
+  uint64_t seed = test_seed(757);
+  struct Size {
+    int64_t B, C;
+  };
+  struct Case {
+    std::string name;
+    MarginConfig cfg;
+    double m3;  // the additive cosine margin of the composed loss
+  };
+  std::vector<Case> cases = {{"cosface(64,0.4)", cosface_config(64, 0.4), 0.4},
+                             {"cosface(8,0.35)", cosface_config(8, 0.35), 0.35},
+                             {"no margin cosface", cosface_config(64, 0.0), 0.0},
+                             {"no margin arcface", arcface_config(64, 0.0), 0.0},
+                             {"no margin combined", combined_config(16, 1.0, 0.0, 0.0), 0.0}};
+  const int64_t d = 5;
+  for (Size sz : {Size{1, 1}, Size{7, 1}, Size{1, 33}, Size{7, 33}}) {
+    Rng rng(seed + (uint64_t)(sz.B * 100 + sz.C));
+    Problem p = make_problem(rng, sz.B, sz.C, d, mixed_rows);
+    for (const Case& c : cases) {
+      Grads fused = run_op(p, c.cfg);
+      Tensor f = p.f.clone().set_requires_grad(true), w = p.w.clone().set_requires_grad(true);
+      Tensor loss = composed_loss(f, w, p.labels, c.cfg.s, c.m3);
+      loss.backward();
+      Grads ref{loss.item(), f.grad().to_vector(), w.grad().to_vector()};
+      double el = std::fabs(fused.loss - ref.loss), ef = max_abs_diff(fused.gf, ref.gf),
+             ew = max_abs_diff(fused.gw, ref.gw);
+      std::printf(
+          "[composed] %-20s B=%lld C=%-2lld d=%lld seed %llu loss %.6f |err| %.2e grad f %.2e W %.2e "
+          "(max %.2e, %.2e)\n",
+          c.name.c_str(), (long long)sz.B, (long long)sz.C, (long long)d, (unsigned long long)seed, ref.loss, el, ef,
+          ew, max_abs(ref.gf), max_abs(ref.gw));
+      EXPECT_LE(el, 1e-12 * (1 + ref.loss)) << c.name;
+      EXPECT_LE(ef, 1e-11 * std::max(max_abs(ref.gf), 1e-3)) << c.name;
+      EXPECT_LE(ew, 1e-11 * std::max(max_abs(ref.gw), 1e-3)) << c.name;
+      if (sz.C > 1) {
+        EXPECT_GT(ref.loss, 0.0) << c.name;
+        EXPECT_GT(max_abs(ref.gf), 1e-6) << c.name << ": nothing to compare";
+      }
+    }
+  }
+}
+
 TEST(MarginHead, GradientStaysBoundedWhereTargetCosineIsOne) {
   // f along its centre (exactly, or within ~1e-8 rad): dψ/dc is unbounded there while the
   // normalisation's Jacobian vanishes; their product must stay finite and within the bound
