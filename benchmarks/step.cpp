@@ -21,6 +21,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "engine/device_hooks.h"
@@ -94,7 +95,6 @@ Times time_method(Method method, const FaceModelConfig& cfg, Device dev, int64_t
   Tensor y = Tensor::zeros({batch}, DType::I64);
   for (int64_t i = 0; i < batch; ++i) y.data<int64_t>()[i] = (i * 7919) % cfg.num_classes;  // spread over classes
   x = x.to(dev);
-  y = y.to(dev);
 
   std::vector<ParamRef> params = face_params(model);
   Sgd opt(make_param_groups(params, GroupingOptions{}), SgdOptions{});

@@ -94,8 +94,7 @@ void check_margin_config(const MarginConfig& c) {
 
 namespace {
 
-// Largest [B, block] logits buffer the CUDA op allocates: more classes run in column blocks.
-constexpr size_t kMaxLogitsBytes = size_t(1) << 30;
+size_t g_logits_limit = size_t(1) << 30;  // set_margin_logits_limit
 
 // What backward needs: the gradient buffer H and the inputs it is applied to.
 struct SavedState {
@@ -161,7 +160,7 @@ MarginLossResult margin_cuda(const Tensor& embeddings, const Tensor& centres, co
   const int64_t B = embeddings.size(0), d = embeddings.size(1), C = centres.size(0);
   const size_t elem = dtype_size(embeddings.dtype());
   cuda::MarginShape shape{B, C, d, 0, cuda::allow_tf32()};
-  const int64_t fit = std::max<int64_t>(1, (int64_t)(kMaxLogitsBytes / ((size_t)B * elem)));
+  const int64_t fit = std::max<int64_t>(1, (int64_t)(g_logits_limit / ((size_t)B * elem)));
   if (fit < C) shape.chunk = fit;
   struct State {
     Tensor f, w, labels, workspace;
@@ -207,6 +206,12 @@ MarginLossResult margin_cuda(const Tensor& embeddings, const Tensor& centres, co
 #endif
 
 }  // namespace
+
+void set_margin_logits_limit(size_t bytes) {
+  FF_CHECK(bytes > 0, "set_margin_logits_limit: the limit must be > 0 bytes");
+  g_logits_limit = bytes;
+}
+size_t margin_logits_limit() { return g_logits_limit; }
 
 MarginLossResult margin_softmax_cross_entropy(const Tensor& embeddings, const Tensor& centres, const Tensor& labels,
                                               const MarginConfig& cfg) {

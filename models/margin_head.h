@@ -50,4 +50,9 @@ struct MarginLossResult {
 MarginLossResult margin_softmax_cross_entropy(const Tensor& embeddings, const Tensor& centres, const Tensor& labels,
                                               const MarginConfig& cfg);
 
+// On CUDA the op keeps its [B, block] logits buffer under this many bytes (default 1 GiB): more
+// classes run in column blocks, the logits recomputed in backward. Tests lower it to reach blocks.
+void set_margin_logits_limit(size_t bytes);
+size_t margin_logits_limit();
+
 }  // namespace ff
