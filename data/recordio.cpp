@@ -319,13 +319,15 @@ void RecordWriter::close() {
   out_.close();
 }
 
-size_t pack_image_folder(const std::string& root, const std::string& rec_path, const std::string& idx_path) {
+size_t pack_image_folder(const std::string& root, const std::string& rec_path, const std::string& idx_path,
+                         const std::function<void(size_t, size_t)>& progress) {
   ImageFolderDataset folder(root);
   RecordWriter writer(rec_path, idx_path);
   for (size_t i = 0; i < folder.size(); ++i) {
     std::vector<uint8_t> bytes = read_file_bytes(folder.path(i));
     FF_CHECK(sniff_image_format(bytes) != ImageFormat::Unknown, folder.path(i), ": not a JPEG or PNG file");
     writer.add(bytes, folder.label(i));
+    if (progress) progress(i + 1, folder.size());
   }
   writer.close();
   return folder.size();

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -113,7 +114,9 @@ class RecordWriter {
 
 // Packs root/<identity>/<image> into the face layout, class ids by sorted identity name. Image
 // bytes are copied as they are (only their JPEG/PNG magic is checked). Returns the image count.
-size_t pack_image_folder(const std::string& root, const std::string& rec_path, const std::string& idx_path);
+// `progress`, when set, is called with (images written, total) after each image.
+size_t pack_image_folder(const std::string& root, const std::string& rec_path, const std::string& idx_path,
+                         const std::function<void(size_t, size_t)>& progress = {});
 
 struct RecordDatasetOptions {
   DecodeOptions decode;

@@ -71,16 +71,18 @@ void write_file_atomically(const std::string& path, const std::function<void(Fil
   FF_CHECK(::rename(tmp.path.c_str(), path.c_str()) == 0, "cannot rename ", tmp.path, " to ", path, ": ",
            errno_text(errno));
   tmp.renamed = true;
-  // Without this the rename itself may be lost in a crash. Some file systems cannot sync a
-  // directory (EINVAL); the file is in place then, as durable as that file system allows.
+  sync_directory(dir.string(), path);
+}
+
+void sync_directory(const std::string& dir, const std::string& what) {
+  // Some file systems cannot sync a directory (EINVAL); the entries are then as durable as that
+  // file system allows.
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  FF_CHECK(dfd >= 0, path, " was written but its directory ", dir.string(),
-           " cannot be opened to sync it: ", errno_text(errno));
+  FF_CHECK(dfd >= 0, what, " was written but its directory ", dir, " cannot be opened to sync it: ", errno_text(errno));
   int rc = ::fsync(dfd);
   int e = errno;
   ::close(dfd);
-  FF_CHECK(rc == 0 || e == EINVAL, path, " was written but syncing its directory ", dir.string(),
-           " failed: ", errno_text(e));
+  FF_CHECK(rc == 0 || e == EINVAL, what, " was written but syncing its directory ", dir, " failed: ", errno_text(e));
 }
 
 }  // namespace ff

@@ -29,4 +29,8 @@ class FileWriter {
 // of `fill` is passed on as it is). The new file gets mode 0666 minus the umask.
 void write_file_atomically(const std::string& path, const std::function<void(FileWriter&)>& fill);
 
+// fsyncs directory `dir` so renames and new entries in it survive a crash; `what` names the
+// written thing in the error.
+void sync_directory(const std::string& dir, const std::string& what);
+
 }  // namespace ff

@@ -1,5 +1,6 @@
 // flatface-eval: checkpoints x verification .bin files -> accuracy-flip (mean ± std) and TAR@FAR table.
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "engine/atomic_file.h"
@@ -27,11 +28,16 @@ int main(int argc, char** argv) {
     nlohmann::json out = nlohmann::json::array();
     std::vector<ff::PlotSeries> roc;
     std::printf("%-40s %-20s %18s %12s %10s\n", "model", "pairs", "accuracy-flip (%)", "TAR@1e-3 (%)", "threshold");
+    // Each .bin is decoded once per input size, however many models use it.
+    std::map<std::pair<std::string, int64_t>, ff::PairSet> sets;
     for (auto& m : models) {
       auto model = ff::load_model(m);
+      const int64_t size = model->config().backbone.input_size;
       for (auto& b : bins) {
-        ff::PairSet set = ff::load_pair_set(b, model->config().backbone.input_size);
-        ff::PairSetResult r = ff::evaluate_pair_set(model->backbone(), set, batch);
+        auto it = sets.find({b, size});
+        if (it == sets.end()) it = sets.emplace(std::pair{b, size}, ff::load_pair_set(b, size)).first;
+        const ff::PairSet& set = it->second;
+        ff::PairSetResult r = ff::evaluate_pair_set(model->backbone(), set, batch, "  embedding " + set.name);
         const auto& v = r.verification;
         std::printf("%-40s %-20s %10.2f ± %5.2f %12.2f %10.2f\n", m.c_str(), set.name.c_str(), 100 * v.accuracy_mean,
                     100 * v.accuracy_std, 100 * v.tar_mean, v.threshold_mean);

@@ -6,6 +6,7 @@
 #include "data/bin_pairs.h"
 #include "data/recordio.h"
 #include "tools/common/cli.h"
+#include "tools/common/progress.h"
 
 namespace fs = std::filesystem;
 
@@ -37,7 +38,11 @@ int main(int argc, char** argv) {
     if (rec->parsed()) {
       fs::path idx = fs::path(rec_out).replace_extension(".idx");
       if (fs::path(rec_out).has_parent_path()) fs::create_directories(fs::path(rec_out).parent_path());
-      size_t n = ff::data::pack_image_folder(root, rec_out, idx.string());
+      ff::Progress meter("  packing", 0);
+      size_t n = ff::data::pack_image_folder(root, rec_out, idx.string(), [&](size_t done, size_t total) {
+        if (done == 1) meter = ff::Progress("  packing", total);
+        meter.update(done);
+      });
       std::printf("packed %zu images into %s (+ %s)\n", n, rec_out.c_str(), idx.string().c_str());
       return 0;
     }

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "engine/atomic_file.h"
 #include "engine/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -97,6 +98,8 @@ void save_checkpoint(const std::string& dir, FaceModel& model, const Optimizer* 
   bool had_old = fs::exists(final_dir);
   if (had_old) fs::rename(final_dir, old);
   fs::rename(tmp, final_dir);
+  // The renames themselves survive a crash.
+  sync_directory(final_dir.has_parent_path() ? final_dir.parent_path().string() : ".", dir);
   if (had_old) fs::remove_all(old);
 }
 

@@ -14,7 +14,8 @@
 namespace ff {
 
 // Parses argv into `app`, then calls `body`. Usage errors exit 2 with CLI11's message; ff::Error
-// and other exceptions print "<tool>: error: <what>" and exit 1.
+// and other exceptions print "<tool>: error: <what>" and exit 1. --help shows every option's
+// default: the value its variable holds before parsing.
 inline int run_tool(CLI::App& app, int argc, char** argv, const std::function<int()>& body) {
   // OpenMP threads that spin while waiting steal the cores of the data-loader threads (and of
   // anything else running), which made training ten times slower on a busy 2-core machine.
@@ -23,6 +24,12 @@ inline int run_tool(CLI::App& app, int argc, char** argv, const std::function<in
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     execv("/proc/self/exe", argv);  // returns only on failure; then run as we are
   }
+  const std::function<void(CLI::App*)> capture = [&](CLI::App* a) {
+    for (CLI::Option* o : a->get_options())
+      if (o->get_expected_min() > 0 && !o->get_required() && o->get_default_str().empty()) o->capture_default_str();
+    for (CLI::App* sub : a->get_subcommands(std::function<bool(CLI::App*)>())) capture(sub);
+  };
+  capture(&app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -17,7 +17,10 @@ std::vector<ConfigKey> schema() {
   return {
       {"data.train", std::string(""), "training set: train.rec (with train.idx beside it) or an image-folder root"},
       {"data.val", List{}, "verification .bin files evaluated during training"},
-      {"data.input_size", int64_t(112), "image side in pixels (a multiple of 16); other sizes are resized"},
+      {"data.input_size", int64_t(112), "image side in pixels (a multiple of 16)"},
+      {"data.resize", true, "resize images not at data.input_size (bilinear); false refuses them, naming the image"},
+      {"data.skip_undecodable", false,
+       "RecordIO: skip undecodable records (counted, reported at the end) instead of stopping at the first"},
       {"data.flip", true, "random horizontal flip"},
       {"data.shuffle", true, "shuffle every epoch"},
       {"data.augment", false, "stronger augmentation: blur, grayscale, colour jitter, low resolution"},

@@ -2,10 +2,12 @@
 #include "tools/common/evaluate.h"
 
 #include <filesystem>
+#include <optional>
 
 #include "data/bin_pairs.h"
 #include "data/image_codec.h"
 #include "engine/ops.h"
+#include "tools/common/progress.h"
 
 namespace ff {
 
@@ -54,12 +56,14 @@ Tensor images_to_tensor(const std::vector<data::Image>& images, size_t begin, si
 }
 
 std::vector<float> extract_embeddings(Backbone& net, const std::vector<data::Image>& images, int64_t batch,
-                                      bool flip_sum, int64_t* dim_out) {
+                                      bool flip_sum, int64_t* dim_out, const std::string& progress) {
   NoGradGuard no_grad;
   net.train(false);
   std::vector<float> out;
   int64_t dim = net.config().embedding_size;
   out.reserve(images.size() * (size_t)dim);
+  std::optional<Progress> meter;
+  if (!progress.empty()) meter.emplace(progress, images.size());
   for (size_t b = 0; b < images.size(); b += (size_t)batch) {
     size_t e = std::min(images.size(), b + (size_t)batch);
     const Device dev = net.device();
@@ -68,14 +72,15 @@ std::vector<float> extract_embeddings(Backbone& net, const std::vector<data::Ima
     emb = emb.to(Device::cpu());
     const float* p = emb.data<float>();
     out.insert(out.end(), p, p + emb.numel());
+    if (meter) meter->update(e);
   }
   if (dim_out) *dim_out = dim;
   return out;
 }
 
-PairSetResult evaluate_pair_set(Backbone& net, const PairSet& set, int64_t batch) {
+PairSetResult evaluate_pair_set(Backbone& net, const PairSet& set, int64_t batch, const std::string& progress) {
   int64_t dim = 0;
-  std::vector<float> emb = extract_embeddings(net, set.images, batch, true, &dim);
+  std::vector<float> emb = extract_embeddings(net, set.images, batch, true, &dim, progress);
   // Rows 2k and 2k + 1 are pair k; the mirror is already summed into each row.
   std::vector<double> dist = data::pair_distances(emb, {}, set.images.size(), (size_t)dim);
   PairSetResult r;

@@ -22,10 +22,11 @@ PairSet load_pair_set(const std::string& path, int64_t input_size);
 // Images -> f32 [N, 3, S, S] normalised as (x - 127.5) / 127.5, optionally mirrored.
 Tensor images_to_tensor(const std::vector<data::Image>& images, size_t begin, size_t end, bool flip);
 
-// Embeddings [N, d] in eval mode, batched; with `flip_sum` the embedding of an image is that of
-// the image plus that of its mirror ("accuracy-flip"). Not normalised.
+// Embeddings [N, d] in eval mode, batched, on the network's device; with `flip_sum` the embedding
+// of an image is that of the image plus that of its mirror ("accuracy-flip"). Not normalised.
+// A non-empty `progress` label prints progress lines on stderr while it runs (tools).
 std::vector<float> extract_embeddings(Backbone& net, const std::vector<data::Image>& images, int64_t batch,
-                                      bool flip_sum, int64_t* dim_out);
+                                      bool flip_sum, int64_t* dim_out, const std::string& progress = "");
 
 struct PairSetResult {
   std::string name;
@@ -33,6 +34,6 @@ struct PairSetResult {
   std::vector<data::RocPoint> roc;
 };
 // The protocol of FORMATS.md on one pair set. Leaves the network in eval mode.
-PairSetResult evaluate_pair_set(Backbone& net, const PairSet& set, int64_t batch);
+PairSetResult evaluate_pair_set(Backbone& net, const PairSet& set, int64_t batch, const std::string& progress = "");
 
 }  // namespace ff

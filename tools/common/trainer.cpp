@@ -129,16 +129,23 @@ MarginConfig margin_config_from(const Config& cfg) {
   return m;
 }
 
-std::shared_ptr<data::Dataset> open_training_set(const std::string& path, int64_t input_size) {
+std::shared_ptr<data::Dataset> open_training_set(const std::string& path, int64_t input_size,
+                                                 const TrainingSetOptions& options) {
   FF_CHECK(!path.empty(), "data.train is not set (a train.rec file or an image-folder root)");
   FF_CHECK(fs::exists(path), "data.train '", path, "' does not exist");
   data::DecodeOptions decode;
   decode.height = decode.width = (int)input_size;
-  if (fs::is_directory(path)) return std::make_shared<data::ImageFolderDataset>(path, decode);
+  decode.resize = options.resize;
+  if (fs::is_directory(path)) {
+    FF_CHECK(!options.skip_undecodable, "data.skip_undecodable applies to RecordIO sets; ", path,
+             " is an image folder (remove its unreadable files instead)");
+    return std::make_shared<data::ImageFolderDataset>(path, decode);
+  }
   fs::path idx = fs::path(path).replace_extension(".idx");
   FF_CHECK(fs::exists(idx), "data.train '", path, "': its index ", idx.string(), " is missing");
   data::RecordDatasetOptions opt;
   opt.decode = decode;
+  opt.skip_undecodable = options.skip_undecodable;
   return std::make_shared<data::RecordDataset>(path, idx.string(), opt);
 }
 
@@ -161,7 +168,10 @@ int run_training(const Config& cfg, const TrainOptions& opts) {
   set_cpu_threads(cfg.get_int("train.threads"));
 
   const int64_t input_size = cfg.get_int("data.input_size");
-  auto dataset = open_training_set(cfg.get_string("data.train"), input_size);
+  TrainingSetOptions set_options;
+  set_options.resize = cfg.get_bool("data.resize");
+  set_options.skip_undecodable = cfg.get_bool("data.skip_undecodable");
+  auto dataset = open_training_set(cfg.get_string("data.train"), input_size, set_options);
   const uint64_t seed = (uint64_t)cfg.get_int("train.seed");
 
   FaceModelConfig mcfg;
@@ -324,7 +334,8 @@ int run_training(const Config& cfg, const TrainOptions& opts) {
   int64_t acc_n = 0;
   while (step < total) {
     data::Batch batch = loader.next();
-    const Tensor images = batch.images.to(dev), labels = batch.labels.to(dev);
+    // Labels stay on the host: the margin op checks their range there and uploads them itself.
+    const Tensor images = batch.images.to(dev), labels = batch.labels;
     double lr = lr_at(sched, step);
     double batch_acc = 0;
     StepResult r = stepper.step(step, lr, [&](const PassInfo& pass) {
@@ -372,6 +383,10 @@ int run_training(const Config& cfg, const TrainOptions& opts) {
   evaluate_all(step);
   metrics.plot();
   save(step);
+  if (auto* rec = dynamic_cast<const data::RecordDataset*>(dataset.get()); rec && !rec->skipped().empty()) {
+    metrics.add({{"type", "data"}, {"step", step}, {"skipped_undecodable", rec->skipped()}});
+    std::printf("skipped %zu undecodable records (keys in metrics.jsonl)\n", rec->skipped().size());
+  }
   if (!opts.save.empty()) save_model_file(opts.save, model);
   if (!opts.quiet) {
     std::printf("done: %lld steps in %s; checkpoint %s%s%s\n", (long long)step,

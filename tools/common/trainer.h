@@ -23,8 +23,13 @@ struct TrainOptions {
 // The method's perturbation settings: its preset, then every key the config sets explicitly.
 PerturbConfig perturb_config_from(const Config& cfg);
 MarginConfig margin_config_from(const Config& cfg);
+struct TrainingSetOptions {
+  bool resize = true;             // images not at the input size are resized (false: refused, naming the key)
+  bool skip_undecodable = false;  // RecordIO: skip undecodable records (counted, reported) instead of stopping
+};
 // Opens data.train: a .rec file (train.idx beside it) or an image-folder root.
-std::shared_ptr<data::Dataset> open_training_set(const std::string& path, int64_t input_size);
+std::shared_ptr<data::Dataset> open_training_set(const std::string& path, int64_t input_size,
+                                                 const TrainingSetOptions& options = {});
 // Sets the CPU thread count (OpenMP; 0 = all cores).
 void set_cpu_threads(int64_t threads);
 
