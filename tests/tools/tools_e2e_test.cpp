@@ -1,16 +1,23 @@
 // The tool binaries end to end on tiny data the test makes: synth, train, exact resume, eval,
 // embed, pack, sharpness, and their errors for bad input.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
+#include "data/bin_pairs.h"
 #include "data/npy.h"
 #include "data/recordio.h"
 #include "engine/device_hooks.h"
 #include "engine/safetensors.h"
+#include "tests/data/test_util.h"
 
 namespace fs = std::filesystem;
 
@@ -40,8 +47,9 @@ class ToolsE2E : public ::testing::Test {
   static void SetUpTestSuite() {
     root_ = fs::temp_directory_path() / ("flatface_e2e_" + std::to_string(getpid()));
     fs::remove_all(root_);
-    ToolRun r = run("flatface-synth -o " + data() + " -n 24 -k 6 --size 32 --folds 10 --pairs-per-fold 2 --family-size 2 "
-                "--open-identities 40 --seed 3 --threads 2");
+    ToolRun r = run("flatface-synth -o " + data() +
+                    " -n 24 -k 6 --size 32 --folds 10 --pairs-per-fold 2 --family-size 2 "
+                    "--open-identities 40 --seed 3 --threads 2");
     ASSERT_EQ(r.code, 0) << r.output;
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }
@@ -50,7 +58,8 @@ class ToolsE2E : public ::testing::Test {
   static std::string train_args(const std::string& out) {
     return "flatface-train --quiet model.backbone=r18 model.width=0.125 model.embedding_size=16 data.input_size=32 "
            "head.s=16 train.batch_size=8 train.steps=6 optim.warmup_steps=1 train.threads=2 data.workers=2 "
-           "data.train=" + data() + "/train.rec data.val=" + data() + "/open_set.bin train.output=" + out;
+           "data.train=" +
+           data() + "/train.rec data.val=" + data() + "/open_set.bin train.output=" + out;
   }
   static fs::path root_;
 };
@@ -68,15 +77,29 @@ void expect_bitwise_equal(const std::map<std::string, ff::Tensor>& a, const std:
   }
 }
 
-std::vector<double> losses(const std::string& run_dir) {
-  std::vector<double> l;
+// The metrics.jsonl lines of a run with the given "type".
+std::vector<nlohmann::json> metric_lines(const std::string& run_dir, const std::string& type) {
+  std::vector<nlohmann::json> out;
   std::ifstream in(run_dir + "/metrics.jsonl");
   for (std::string line; std::getline(in, line);) {
     auto j = nlohmann::json::parse(line);
-    if (j["type"] == "train") l.push_back(j["loss"].get<double>());
+    if (j["type"] == type) out.push_back(j);
   }
+  return out;
+}
+
+std::vector<double> losses(const std::string& run_dir) {
+  std::vector<double> l;
+  for (auto& j : metric_lines(run_dir, "train")) l.push_back(j["loss"].get<double>());
   return l;
 }
+
+std::vector<uint8_t> file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+std::string fixture(const std::string& rel) { return std::string(FLATFACE_SOURCE_DIR) + "/tests/data/fixtures/" + rel; }
 
 TEST_F(ToolsE2E, SynthWritesReadableFiles) {
   ff::data::RecordDataset ds(data() + "/train.rec", data() + "/train.idx");
@@ -118,8 +141,8 @@ TEST_F(ToolsE2E, CorruptCheckpointIsRefusedWhileThePreviousOneLoads) {
   EXPECT_NE(bad.output.find("step-00000006"), std::string::npos) << bad.output;
   ToolRun resume = run(train_args(out) + " --resume");
   EXPECT_NE(resume.code, 0);
-  EXPECT_NE(resume.output.find("step-00000004"), std::string::npos) << "should point at the previous checkpoint: "
-                                                                    << resume.output;
+  EXPECT_NE(resume.output.find("step-00000004"), std::string::npos)
+      << "should point at the previous checkpoint: " << resume.output;
   ToolRun good = run("flatface-eval -m " + out + "/checkpoints/step-00000004 -b " + data() + "/open_set.bin");
   EXPECT_EQ(good.code, 0) << good.output;
 }
@@ -128,7 +151,7 @@ TEST_F(ToolsE2E, EvalEmbedSharpnessAndPack) {
   std::string out = dir("tools");
   ASSERT_EQ(run(train_args(out) + " method.name=sgd --save " + out + "/m.safetensors").code, 0);
   ToolRun e = run("flatface-eval -m " + out + "/m.safetensors -b " + data() + "/open_set.bin -b " + data() +
-              "/train_ids.bin --json " + out + "/eval.json --roc " + out + "/roc.svg");
+                  "/train_ids.bin --json " + out + "/eval.json --roc " + out + "/roc.svg");
   ASSERT_EQ(e.code, 0) << e.output;
   std::ifstream in(out + "/eval.json");
   auto j = nlohmann::json::parse(in);
@@ -148,7 +171,7 @@ TEST_F(ToolsE2E, EvalEmbedSharpnessAndPack) {
   EXPECT_EQ(m.cols, 16);
 
   ToolRun s = run("flatface-sharpness -m " + out + "/m.safetensors -d " + data() +
-              "/train.rec --batches 1 --batch-size 8 --directions 2 --json " + out + "/sharp.json");
+                  "/train.rec --batches 1 --batch-size 8 --directions 2 --json " + out + "/sharp.json");
   ASSERT_EQ(s.code, 0) << s.output;
   std::ifstream sin(out + "/sharp.json");
   auto sj = nlohmann::json::parse(sin);
@@ -171,6 +194,134 @@ TEST_F(ToolsE2E, EvalEmbedSharpnessAndPack) {
   ToolRun pb = run("flatface-pack bin " + out + "/folder/pairs.txt -o " + out + "/pairs.bin");
   ASSERT_EQ(pb.code, 0) << pb.output;
   EXPECT_NE(pb.output.find("2 pairs"), std::string::npos) << pb.output;
+  ff::data::BinPairs back = ff::data::read_bin_pairs(out + "/pairs.bin");
+  ASSERT_EQ(back.pairs(), 2u);
+  EXPECT_EQ(back.issame, (std::vector<bool>{false, true}));
+  EXPECT_EQ(back.images[0], file_bytes(out + "/folder/alice/1.png"));
+  EXPECT_EQ(back.images[3], file_bytes(out + "/folder/bob/2.png"));
+
+  // embed: an image folder to safetensors, rows in sorted file order, the names beside it.
+  ToolRun ef = run("flatface-embed -m " + out + "/m.safetensors -i " + out + "/folder -o " + out + "/emb.safetensors");
+  ASSERT_EQ(ef.code, 0) << ef.output;
+  auto embs = ff::load_safetensors(out + "/emb.safetensors");
+  ASSERT_EQ(embs.count("embeddings"), 1u);
+  EXPECT_EQ(embs.at("embeddings").shape(), (ff::Shape{3, 16}));
+  std::ifstream names(out + "/emb.txt");
+  std::string first;
+  std::getline(names, first);
+  EXPECT_NE(first.find("alice/1.png"), std::string::npos) << first;
+}
+
+// The training options the project's checks rely on: --steps, --init, --no-shuffle, --no-flip,
+// and what a run leaves behind (evaluation lines, the accuracy plot, only the last K checkpoints).
+TEST_F(ToolsE2E, TrainOptionsAndOutputs) {
+  std::string a = dir("opts_a"), b = dir("opts_b");
+  ToolRun r = run(train_args(a) +
+                  " train.log_every=1 train.save_every=1 train.keep=2 train.eval_every=2 --steps 4 --no-shuffle --no-flip"
+                  " --save " +
+                  a + "/final.safetensors");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(losses(a).size(), 4u) << "--steps 4 overrides train.steps";
+  std::ifstream cfg(a + "/config.toml");
+  std::string resolved((std::istreambuf_iterator<char>(cfg)), {});
+  EXPECT_NE(resolved.find("shuffle = false"), std::string::npos) << resolved;
+  EXPECT_NE(resolved.find("flip = false"), std::string::npos) << resolved;
+  std::vector<std::string> ckpts;
+  for (auto& e : fs::directory_iterator(a + "/checkpoints")) ckpts.push_back(e.path().filename().string());
+  std::sort(ckpts.begin(), ckpts.end());
+  EXPECT_EQ(ckpts, (std::vector<std::string>{"step-00000003", "step-00000004"})) << "train.keep=2";
+  auto evals = metric_lines(a, "eval");
+  ASSERT_EQ(evals.size(), 2u) << "eval at step 2 and at the end";
+  EXPECT_EQ(evals[0]["step"], 2);
+  EXPECT_EQ(evals[1]["set"], "open_set");
+  EXPECT_TRUE(fs::exists(a + "/val_accuracy.svg"));
+
+  // Without shuffling or flipping the data order is fixed, so the same seed gives the same run.
+  ToolRun again = run(train_args(b) + " train.log_every=1 --steps 4 --no-shuffle --no-flip");
+  ASSERT_EQ(again.code, 0) << again.output;
+  EXPECT_EQ(losses(a), losses(b));
+
+  // --init starts from a checkpoint's weights: a run of 0 learning rate keeps them.
+  std::string c = dir("opts_init");
+  ToolRun init = run(train_args(c) + " optim.lr=0 optim.weight_decay=0 optim.warmup_steps=0 --steps 1 --init " + a +
+                     "/final.safetensors --save " + c + "/final.safetensors");
+  ASSERT_EQ(init.code, 0) << init.output;
+  auto w0 = weights(a + "/final.safetensors"), w1 = weights(c + "/final.safetensors");
+  for (const char* name : {"conv1.weight", "fc.weight", "head.weight"})
+    EXPECT_EQ(std::memcmp(w0.at(name).raw(), w1.at(name).raw(), w0.at(name).nbytes()), 0) << name;
+}
+
+// SIGTERM in the middle of a run writes a checkpoint and exits 0; --resume finishes the run.
+TEST_F(ToolsE2E, SigtermWritesACheckpointAndResumes) {
+  std::string out = dir("sigterm");
+  fs::create_directories(out);
+  std::string cmd = "exec " + kBin + train_args(out) + " train.steps=400 train.log_every=1 > " + out + "/log.txt 2>&1";
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  // Wait for the first logged step (the run is under way), then interrupt it.
+  auto t0 = std::chrono::steady_clock::now();
+  while (losses(out).empty() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(120))
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_FALSE(losses(out).empty()) << "no step logged within 120 s";
+  kill(pid, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  std::ifstream log(out + "/log.txt");
+  std::string text((std::istreambuf_iterator<char>(log)), {});
+  ASSERT_TRUE(WIFEXITED(status)) << text;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << text;
+  ASSERT_TRUE(fs::exists(out + "/checkpoints")) << text;
+  ToolRun resume = run(train_args(out) + " train.steps=400 train.log_every=1 --resume --stop-at 1000");
+  ASSERT_EQ(resume.code, 0) << resume.output;
+  EXPECT_EQ(losses(out).size(), 400u) << "the resumed log reads as one run of 400 steps";
+}
+
+// A RecordIO set written by an independent Python writer (tests/data/fixtures) and verification
+// pairs pickled by Python itself train and evaluate unchanged.
+TEST_F(ToolsE2E, TrainsOnFilesWrittenByPythonTools) {
+  ASSERT_TRUE(fs::exists(ff::data::test::kPython)) << ff::data::test::kPython << " is needed (tools/install-deps.sh installs it)";
+  std::string out = dir("python");
+  fs::create_directories(out);
+  for (int protocol : {2, 4}) {
+    std::string script =
+        "import pickle, sys\n"
+        "d = sys.argv[1]\n"
+        "imgs = [open(d + '/' + n, 'rb').read() for n in ['rgb.jpg', 'rgb.png', 'grey.jpg', "
+        "'palette.png', 'rgba.png', 'wide.jpg', 'grey.png']]\n"
+        "bins, same = [], []\n"
+        "for k in range(20):\n"
+        "    bins += [imgs[k % 7], imgs[(k * 3 + 1) % 7]]\n"
+        "    same.append(k % 2 == 0)\n"
+        "pickle.dump((bins, same), open(sys.argv[2], 'wb'), protocol=" +
+        std::to_string(protocol) + ")\n";
+    std::ofstream(out + "/write_bin.py") << script;
+    int status = -1;
+    std::string bin = out + "/py_p" + std::to_string(protocol) + ".bin";
+    std::string said = ff::data::test::run_command(
+        std::string(ff::data::test::kPython) + " " + out + "/write_bin.py " + fixture("images") + " " + bin, &status);
+    ASSERT_EQ(status, 0) << said;
+  }
+  ToolRun t =
+      run("flatface-train --quiet model.backbone=r18 model.width=0.125 model.embedding_size=16 "
+          "data.input_size=32 head.s=16 train.batch_size=2 train.steps=3 optim.warmup_steps=1 "
+          "train.threads=2 data.workers=1 train.log_every=1 data.train=" +
+          fixture("rec/face.rec") + " data.val=" + out + "/py_p2.bin," + out + "/py_p4.bin train.output=" + out +
+          "/run --save " + out + "/m.safetensors");
+  ASSERT_EQ(t.code, 0) << t.output;
+  EXPECT_EQ(losses(out + "/run").size(), 3u);
+  EXPECT_EQ(metric_lines(out + "/run", "eval").size(), 2u) << "both pickled pair files evaluated at the end";
+  ToolRun e = run("flatface-eval -m " + out + "/m.safetensors -b " + out + "/py_p2.bin -b " + out +
+                  "/py_p4.bin --json " + out + "/eval.json");
+  ASSERT_EQ(e.code, 0) << e.output;
+  std::ifstream in(out + "/eval.json");
+  auto j = nlohmann::json::parse(in);
+  ASSERT_EQ(j.size(), 2u);
+  // The same images and pairs under both protocols: the same numbers.
+  EXPECT_EQ(j[0]["fold_accuracy"], j[1]["fold_accuracy"]);
 }
 
 TEST_F(ToolsE2E, BadInputGetsOneClearError) {
@@ -186,7 +337,68 @@ TEST_F(ToolsE2E, BadInputGetsOneClearError) {
   expect_error(train_args(dir("bad")) + " train.device=tpu", "train.device 'tpu'");
   if (!ff::cuda_available()) expect_error(train_args(dir("bad")) + " train.device=cuda", "train.device = cuda");
   expect_error("flatface-eval -m /nonexistent.safetensors -b " + data() + "/open_set.bin", "nonexistent");
-  expect_error("flatface-eval -m x -b " + data() + "/train.idx", "");  // not a pickle: refused
+}
+
+// Each bad input of the data formats, through the tools: one clear line naming the file and the
+// fault, and a non-zero exit.
+TEST_F(ToolsE2E, BadDataFilesGetOneClearErrorFromTheTools) {
+  auto expect_error = [](const std::string& args, std::initializer_list<std::string> needles) {
+    ToolRun r = run(args);
+    EXPECT_NE(r.code, 0) << args;
+    for (const std::string& n : needles) EXPECT_NE(r.output.find(n), std::string::npos) << args << "\n" << r.output;
+  };
+  std::string out = dir("baddata");
+  fs::create_directories(out);
+  ASSERT_EQ(run(train_args(out + "/m") + " optim.warmup_steps=0 --steps 1 --save " + out + "/m.safetensors").code, 0);
+  const std::string eval = "flatface-eval -m " + out + "/m.safetensors -b ";
+  expect_error(eval + data() + "/train.idx", {"train.idx", "pickle"});
+  expect_error(eval + fixture("bins/forbidden_global.bin"), {"forbidden_global.bin", "GLOBAL"});
+  expect_error(eval + fixture("bins/odd.bin"), {"odd.bin", "odd number of images"});
+  expect_error(eval + fixture("bins/mismatch.bin"), {"mismatch.bin", "pair count mismatch"});
+
+  // RecordIO: truncated data file, bad magic, an index pointing past the end.
+  auto copy_set = [&](const std::string& name) {
+    fs::copy_file(data() + "/train.rec", out + "/" + name + ".rec");
+    fs::copy_file(data() + "/train.idx", out + "/" + name + ".idx");
+    return out + "/" + name + ".rec";
+  };
+  std::string truncated = copy_set("truncated");
+  fs::resize_file(truncated, fs::file_size(truncated) - 100);
+  expect_error(train_args(out + "/t1") + " data.train=" + truncated, {"truncated.rec"});
+  std::string magic = copy_set("magic");
+  {
+    std::fstream f(magic, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(0);
+    f.write("XXXX", 4);
+  }
+  expect_error(train_args(out + "/t2") + " data.train=" + magic, {"magic.rec", "magic"});
+  std::string past = copy_set("past");
+  std::ofstream(out + "/past.idx", std::ios::app) << "999999\t99999999\n";
+  expect_error(train_args(out + "/t3") + " data.train=" + past, {"past", "past the end"});
+
+  // An undecodable image: an error naming its key by default; data.skip_undecodable=true skips it.
+  std::vector<uint8_t> good = file_bytes(fixture("images/rgb.jpg")), broken = good;
+  broken.resize(broken.size() / 3);  // a JPEG cut short
+  {
+    ff::data::RecordWriter w(out + "/broken.rec", out + "/broken.idx");
+    for (int i = 0; i < 8; ++i) w.add(i == 5 ? broken : good, i / 4);
+    w.close();
+  }
+  const std::string small = " train.batch_size=2 data.val= data.train=" + out + "/broken.rec";
+  expect_error(train_args(out + "/t4") + small + " --no-shuffle", {"broken.rec", "6"});
+  ToolRun skip = run(train_args(out + "/t5") + small + " --no-shuffle data.skip_undecodable=true");
+  EXPECT_EQ(skip.code, 0) << skip.output;
+  auto skipped = metric_lines(out + "/t5", "data");
+  ASSERT_EQ(skipped.size(), 1u) << skip.output;
+  EXPECT_EQ(skipped[0]["skipped_undecodable"].size(), 1u);
+
+  // pack: an empty identity folder, a file that is no image.
+  fs::create_directories(out + "/folder/alice");
+  fs::create_directories(out + "/folder/bob");
+  fs::copy_file(fixture("images/rgb.jpg"), out + "/folder/alice/1.jpg");
+  expect_error("flatface-pack rec " + out + "/folder -o " + out + "/p.rec", {"bob"});
+  std::ofstream(out + "/folder/bob/1.jpg") << "not an image";
+  expect_error("flatface-pack rec " + out + "/folder -o " + out + "/p.rec", {"bob/1.jpg", "not a JPEG or PNG"});
 }
 
 }  // namespace
