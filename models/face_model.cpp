@@ -48,15 +48,18 @@ void FaceModel::load_state_dict(const std::map<std::string, Tensor>& tensors, co
                                 bool with_head) {
   std::map<std::string, Tensor> body = tensors;
   auto it = body.find("head.weight");
+  Tensor head;
   if (with_head) {
     FF_CHECK(it != body.end(), source, ": tensor 'head.weight' (class centres) is missing");
     FF_CHECK(it->second.shape() == centres_.shape(), source, ": 'head.weight' has shape ",
              shape_str(it->second.shape()), ", the model expects ", shape_str(centres_.shape()));
-    Tensor dst = centres_;
-    dst.copy_from(it->second.to(centres_.dtype()));
+    FF_CHECK(it->second.dtype() != DType::I64, source, ": 'head.weight' has dtype i64, the model expects ",
+             dtype_name(centres_.dtype()));
+    head = it->second;
   }
   if (it != body.end()) body.erase(it);
-  backbone_->load_state_dict(body, source);
+  backbone_->load_state_dict(body, source);  // checks everything before it copies
+  if (head.defined()) centres_.copy_from(head.to(centres_.dtype()));
 }
 
 }  // namespace ff

@@ -60,23 +60,25 @@ NamedTensors Module::state_dict() const {
 }
 
 void Module::load_state_dict(const std::map<std::string, Tensor>& tensors, const std::string& source) {
+  // Every check before the first copy, so a refused file leaves the model as it was.
+  NamedTensors own = state_dict();
   std::set<std::string> used;
-  for (auto& [name, t] : state_dict()) {
+  for (auto& [name, t] : own) {
     auto it = tensors.find(name);
     FF_CHECK(it != tensors.end(), source, ": tensor '", name, "' is missing (expected ", dtype_name(t.dtype()),
              shape_str(t.shape()), ")");
     const Tensor& src = it->second;
     FF_CHECK(src.shape() == t.shape(), source, ": tensor '", name, "' has shape ", shape_str(src.shape()),
              ", the model expects ", shape_str(t.shape()));
+    // Float tensors convert (an f32 checkpoint loads into an f64 model); integers must stay integers.
     bool convertible = src.dtype() == t.dtype() || (src.dtype() != DType::I64 && t.dtype() != DType::I64);
     FF_CHECK(convertible, source, ": tensor '", name, "' has dtype ", dtype_name(src.dtype()), ", the model expects ",
              dtype_name(t.dtype()));
-    Tensor dst = t;
-    dst.copy_from(src.to(t.dtype()));
     used.insert(name);
   }
   for (const auto& [name, t] : tensors)
     FF_CHECK(used.count(name), source, ": unexpected tensor '", name, "' (not part of this model)");
+  for (auto& [name, t] : own) t.copy_from(tensors.at(name).to(t.dtype()));
 }
 
 void Module::train(bool on) {
