@@ -209,7 +209,7 @@ INSTANTIATE_TEST_SUITE_P(Reference, ReferenceSteps,
 
 TEST(Reference, IResNet50PyTorchStateDictGivesTheSameEmbeddings) {
   const Fixture io = load_fixture("r50_eval.safetensors");
-  const std::string weights = std::string(FLATFACE_SOURCE_DIR) + "/tests/reference/r50_weights.safetensors";
+  const std::string weights = fixture_path("r50_weights.safetensors");
   for (DType dt : {DType::F32, DType::F64}) {
     SCOPED_TRACE(dname(dt));
     auto net = make_backbone(backbone_config(io));

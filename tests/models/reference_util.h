@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <vector>
@@ -45,9 +46,16 @@ struct Fixture {
   }
 };
 
+// A fixture file in tests/reference, or in FLATFACE_REFERENCE_DIR when set (fixtures regenerated
+// elsewhere: tests/reference/check_regenerated.sh).
+inline std::string fixture_path(const std::string& file) {
+  const char* dir = std::getenv("FLATFACE_REFERENCE_DIR");
+  return (dir && *dir ? std::string(dir) : std::string(FLATFACE_SOURCE_DIR) + "/tests/reference") + "/" + file;
+}
+
 inline Fixture load_fixture(const std::string& file) {
   Fixture f;
-  f.tensors = load_safetensors(std::string(FLATFACE_SOURCE_DIR) + "/tests/reference/" + file, &f.meta);
+  f.tensors = load_safetensors(fixture_path(file), &f.meta);
   return f;
 }
 

@@ -27,12 +27,16 @@ f32 or f64), the reference computes in float64. Large outputs (gradients, weight
 buffers) are stored rounded to float32 (relative rounding 6e-8, far below the tolerances); small
 ones (embeddings, losses, BatchNorm statistics) in float64.
 
-Run: /usr/bin/python3 tests/reference/make_reference.py  (a rerun rewrites the files bit for bit).
+Run: /usr/bin/python3 tests/reference/make_reference.py [folder]   (default: this folder). On one
+machine a rerun rewrites the files bit for bit (one thread, deterministic algorithms); another CPU
+may round the float64 sums differently in the last bits. tests/reference/check_regenerated.sh
+regenerates them elsewhere, compares, and runs the reference test on the regenerated files.
 """
 import json
 import math
 import os
 import struct
+import sys
 
 import numpy as np
 import torch
@@ -40,6 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = HERE  # main() takes another folder as its argument (tests/reference/check_regenerated.sh)
 
 # ---------------------------------------------------------------------------------------------
 # safetensors writer (from the format: u64 header length, JSON header, raw little-endian data)
@@ -379,7 +384,7 @@ def fixture_forward_backward():
         tensors.append(("after.%s.running_mean" % bn_name, bn.running_mean.detach().clone()))
         tensors.append(("after.%s.running_var" % bn_name, bn.running_var.detach().clone()))
         tensors.append(("after.%s.num_batches_tracked" % bn_name, bn.num_batches_tracked.clone()))
-    size_b = save_safetensors(os.path.join(HERE, "forward_backward.safetensors"), tensors, md)
+    size_b = save_safetensors(os.path.join(OUT, "forward_backward.safetensors"), tensors, md)
     print("forward_backward.safetensors: %d bytes, loss %.6f, PyTorch f32 vs f64: grads %.2e, embeddings %.2e"
           % (size_b, loss.item(), worst_torch_f32, rel_err(emb32, emb)))
 
@@ -397,7 +402,7 @@ def fixture_steps():
     tensors = list(init) + [("head.weight", centres)]
     for k, (x, y) in enumerate(batches):
         tensors += [("batch%d.images" % k, x), ("batch%d.labels" % k, y)]
-    total = save_safetensors(os.path.join(HERE, "steps_init.safetensors"), tensors, md)
+    total = save_safetensors(os.path.join(OUT, "steps_init.safetensors"), tensors, md)
     print("steps_init.safetensors: %d bytes" % total)
 
     w0 = dict(init, **{"head.weight": centres})
@@ -440,7 +445,7 @@ def fixture_steps():
                       torch_f32_delta_err="%.3g" % worst(deltas32, deltas),
                       torch_f32_momentum_err="%.3g" % worst(momenta32, momenta))
         md_run.update({k: repr(v) for k, v in METHODS[method].items() if k not in ("loss",)})
-        size_b = save_safetensors(os.path.join(HERE, "steps_%s.safetensors" % run_name), out, md_run)
+        size_b = save_safetensors(os.path.join(OUT, "steps_%s.safetensors" % run_name), out, md_run)
         total += size_b
         print("steps_%s.safetensors: %d bytes, losses %s, PyTorch f32 vs f64: deltas %s, momenta %s" % (
             run_name, size_b, " ".join("%.4g/%.4g" % (a, b) for a, b, _ in record),
@@ -463,7 +468,7 @@ def fixture_r50():
             t.copy_(t.float())
     model.eval()
     state = model_state(model)
-    size_w = save_safetensors(os.path.join(HERE, "r50_weights.safetensors"), state,
+    size_w = save_safetensors(os.path.join(OUT, "r50_weights.safetensors"), state,
                               {"format": "pt", "written_by": "tests/reference/make_reference.py"})
     x = uniform_f32((batch, 3, size, size), gen)
     with torch.no_grad():
@@ -471,7 +476,7 @@ def fixture_r50():
         emb64 = model.double()(x.double())
     md = config_metadata(arch, width, size, emb_size, batch=batch)
     md.update(torch_f32_embedding_rel_err="%.3g" % rel_err(emb32, emb64))
-    size_e = save_safetensors(os.path.join(HERE, "r50_eval.safetensors"),
+    size_e = save_safetensors(os.path.join(OUT, "r50_eval.safetensors"),
                               [("input.images", x), ("out.embeddings", emb64), ("out.embeddings_torch_f32", emb32)],
                               md)
     print("r50_weights.safetensors: %d bytes (%d tensors), r50_eval.safetensors: %d bytes; "
@@ -479,6 +484,10 @@ def fixture_r50():
 
 
 def main():
+    global OUT
+    if len(sys.argv) > 1:
+        OUT = sys.argv[1]
+        os.makedirs(OUT, exist_ok=True)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(0)
