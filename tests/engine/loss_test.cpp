@@ -4,21 +4,11 @@
 
 #include <cmath>
 
+#include "tests/engine/check_util.h"
 #include "tests/engine/gradcheck.h"
 
 namespace ff::test {
 namespace {
-
-template <class F>
-void expect_error(F f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an ff::Error";
-  } catch (const Error& e) {
-    std::string m = e.what();
-    for (const auto& p : parts) EXPECT_NE(m.find(p), std::string::npos) << "'" << p << "' not in: " << m;
-  }
-}
 
 Tensor labels_of(std::vector<int64_t> v) { return Tensor::from<int64_t>({(int64_t)v.size()}, v); }
 

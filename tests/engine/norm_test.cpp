@@ -7,22 +7,11 @@
 #include <cstring>
 #include <tuple>
 
+#include "tests/engine/check_util.h"
 #include "tests/engine/gradcheck.h"
 
 namespace ff::test {
 namespace {
-
-// Expects `f` to throw ff::Error whose message contains every one of `parts`.
-template <class F>
-void expect_error(F f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an ff::Error";
-  } catch (const Error& e) {
-    std::string m = e.what();
-    for (const auto& p : parts) EXPECT_NE(m.find(p), std::string::npos) << "'" << p << "' not in: " << m;
-  }
-}
 
 bool same_bytes(const Tensor& a, const Tensor& b) {
   return a.dtype() == b.dtype() && a.shape() == b.shape() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
