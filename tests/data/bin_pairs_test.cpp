@@ -165,7 +165,8 @@ TEST(BinPairs, WriterRoundTrip) {
 }
 
 TEST(BinPairs, WriterOutputLoadsInPython) {
-  if (!test::have_python()) GTEST_SKIP() << "/usr/bin/python3 is absent: .bin read-back by Python's pickle not checked";
+  ASSERT_TRUE(test::have_python())
+      << "/usr/bin/python3 is needed to read the .bin back with pickle (tools/install-deps.sh)";
   BinPairs p = random_pairs(77, 1100);
   test::TempDir dir;
   write_bin_pairs(dir / "py.bin", p);

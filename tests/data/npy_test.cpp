@@ -42,7 +42,7 @@ TEST(Npy, WriteReadRoundTripWithAlignedData) {
 }
 
 TEST(Npy, WriterOutputLoadsInNumpy) {
-  if (!test::have_python()) GTEST_SKIP() << "/usr/bin/python3 is absent: .npy read-back by numpy not checked";
+  ASSERT_TRUE(test::have_python()) << "/usr/bin/python3 with numpy is needed (tools/install-deps.sh installs them)";
   auto v = random_values(12, 3 * 4);
   test::TempDir dir;
   write_npy(dir / "e.npy", v, 3, 4);
