@@ -110,6 +110,50 @@ TEST_F(ToolsE2E, SynthWritesReadableFiles) {
     EXPECT_TRUE(fs::exists(data() + "/" + f)) << f;
 }
 
+// The synthetic set read by Python alone: the .bin files through pickle, train.rec/train.idx by a
+// reader that follows the RecordIO layout of FORMATS.md (not our code).
+TEST_F(ToolsE2E, SynthFilesReadInPython) {
+  ASSERT_TRUE(fs::exists(ff::data::test::kPython)) << "/usr/bin/python3 is needed (tools/install-deps.sh)";
+  const std::string script = R"PY(
+import pickle, struct, sys
+d = sys.argv[1]
+for name in ["open_set", "open_set_hard", "train_ids", "train_ids_hard"]:
+    bins, same = pickle.load(open(d + "/" + name + ".bin", "rb"))
+    assert len(bins) == 2 * len(same) and len(same) > 0, name
+    assert all(b[:2] == b"\xff\xd8" for b in bins), name + ": not JPEG"
+    print(name, len(same), "pairs")
+rec = open(d + "/train.rec", "rb").read()
+def record(off):
+    magic, lrec = struct.unpack_from("<II", rec, off)
+    assert magic == 0xCED7230A and lrec >> 29 == 0, off
+    return rec[off + 8: off + 8 + (lrec & ((1 << 29) - 1))]
+def header(p):
+    flag, label, _, _ = struct.unpack_from("<IfQQ", p, 0)
+    labels = struct.unpack_from("<%df" % flag, p, 24) if flag else (label,)
+    return labels, p[24 + 4 * flag:]
+index = {int(k): int(v) for k, v in (line.split("	") for line in open(d + "/train.idx"))}
+(a, b), _ = header(record(index[0]))
+a, b = int(a), int(b)
+labels = []
+for key in range(1, a):
+    lab, img = header(record(index[key]))
+    assert img[:2] == b"\xff\xd8", key
+    labels.append(int(lab[0]))
+assert labels == sorted(labels)
+for i, key in enumerate(range(a, b)):
+    (lo, hi), _ = header(record(index[key]))
+    assert all(labels[k - 1] == i for k in range(int(lo), int(hi))), key
+print("images", a - 1, "identities", b - a)
+)PY";
+  std::ofstream(dir("read_synth.py")) << script;
+  int status = -1;
+  std::string out = ff::data::test::run_command(
+      std::string(ff::data::test::kPython) + " " + dir("read_synth.py") + " " + data(), &status);
+  ASSERT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("images 144 identities 24"), std::string::npos) << out;
+  EXPECT_NE(out.find("open_set 40 pairs"), std::string::npos) << out;
+}
+
 TEST_F(ToolsE2E, ResumeContinuesExactly) {
   std::string straight = dir("straight"), split = dir("split");
   ToolRun a = run(train_args(straight) + " train.log_every=1 --save " + straight + "/final.safetensors");
