@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
                "flatface-embed"};
   std::string model_path, input, out, names_path;
   int64_t batch = 64, threads = 0;
+  std::string device = "auto";
   bool flip = true;
   app.add_option("-m,--model", model_path, "checkpoint folder or model .safetensors")->required();
   app.add_option("-i,--input", input,
@@ -42,11 +43,14 @@ int main(int argc, char** argv) {
   app.add_option("--flip", flip, "add the embedding of the mirrored image (true/false)");
   app.add_option("--batch", batch, "batch size")->check(CLI::PositiveNumber);
   app.add_option("--threads", threads, "CPU threads (0 = all cores)");
+  app.add_option("--device", device, "auto (the GPU when one is visible) | cpu | cuda");
   return ff::run_tool(app, argc, argv, [&] {
+    const ff::Device dev = ff::resolve_device(device, "--device");
     const std::string ext = fs::path(out).extension().string();
     FF_CHECK(ext == ".npy" || ext == ".safetensors", "--output ", out, ": expected a .npy or .safetensors file name");
     ff::set_cpu_threads(threads);
     auto model = ff::load_model(model_path);
+    model->to(dev);
     const int size = (int)model->config().backbone.input_size;
     std::vector<std::string> names;
     std::vector<ff::data::Image> images;

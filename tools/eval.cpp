@@ -17,13 +17,16 @@ int main(int argc, char** argv) {
   std::vector<std::string> models, bins;
   std::string json_path, roc_path;
   int64_t batch = 64, threads = 0;
+  std::string device = "auto";
   app.add_option("-m,--model", models, "checkpoint folders or model .safetensors files")->required();
   app.add_option("-b,--bin", bins, ".bin pair files")->required()->check(CLI::ExistingFile);
   app.add_option("--json", json_path, "also write the results as JSON here");
   app.add_option("--roc", roc_path, "write a ROC plot (TAR against FAR, SVG) here");
   app.add_option("--batch", batch, "embedding batch size")->check(CLI::PositiveNumber);
   app.add_option("--threads", threads, "CPU threads (0 = all cores)");
+  app.add_option("--device", device, "auto (the GPU when one is visible) | cpu | cuda");
   return ff::run_tool(app, argc, argv, [&] {
+    const ff::Device dev = ff::resolve_device(device, "--device");
     ff::set_cpu_threads(threads);
     nlohmann::json out = nlohmann::json::array();
     std::vector<ff::PlotSeries> roc;
@@ -32,6 +35,7 @@ int main(int argc, char** argv) {
     std::map<std::pair<std::string, int64_t>, ff::PairSet> sets;
     for (auto& m : models) {
       auto model = ff::load_model(m);
+      model->to(dev);
       const int64_t size = model->config().backbone.input_size;
       for (auto& b : bins) {
         auto it = sets.find({b, size});

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   std::string model_path, data_path, json_path;
   double rho = 0.05;
   int64_t batches = 4, batch_size = 64, directions = 4, seed = 0, threads = 0;
+  std::string device = "auto";
   bool head = true;
   app.add_option("-m,--model", model_path, "checkpoint folder or model .safetensors")->required();
   app.add_option("-d,--data", data_path, "training set (train.rec or image folder) the loss is measured on")
@@ -47,9 +48,12 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "seed of the batch choice and the random directions");
   app.add_option("--json", json_path, "also write the results as JSON here");
   app.add_option("--threads", threads, "CPU threads (0 = all cores)");
+  app.add_option("--device", device, "auto (the GPU when one is visible) | cpu | cuda");
   return ff::run_tool(app, argc, argv, [&] {
+    const ff::Device dev = ff::resolve_device(device, "--device");
     ff::set_cpu_threads(threads);
     auto model = ff::load_model(model_path);
+    model->to(dev);
     auto data = ff::open_training_set(data_path, model->config().backbone.input_size);
     FF_CHECK(data->num_classes() == model->config().num_classes, data_path, " has ", data->num_classes(),
              " classes, the model's head has ", model->config().num_classes);
@@ -79,13 +83,15 @@ int main(int argc, char** argv) {
         return l;
       };
       std::vector<ff::Tensor> grads;
-      for (auto& p : params) grads.push_back(p.grad().defined() ? p.grad() : ff::Tensor::zeros(p.shape()));
+      for (auto& p : params)
+        grads.push_back(p.grad().defined() ? p.grad() : ff::Tensor::zeros(p.shape(), p.dtype(), p.device()));
       double gnorm = std::sqrt(sq_norm(grads));
       double lw = perturbed_loss(grads, rho / (gnorm + 1e-12));
       double lr_sum = 0;
       for (int64_t d = 0; d < directions; ++d) {
         std::vector<ff::Tensor> dirs;
-        for (auto& p : params) dirs.push_back(ff::randn(p.shape(), rng));
+        // Drawn on the host from one stream, so a GPU run takes the directions a CPU run takes.
+        for (auto& p : params) dirs.push_back(ff::randn(p.shape(), rng).to(p.device()));
         lr_sum += perturbed_loss(dirs, rho / std::sqrt(sq_norm(dirs)));
       }
       base += loss0, worst += lw - loss0, random += lr_sum / directions - loss0;

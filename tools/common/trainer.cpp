@@ -149,6 +149,14 @@ std::shared_ptr<data::Dataset> open_training_set(const std::string& path, int64_
   return std::make_shared<data::RecordDataset>(path, idx.string(), opt);
 }
 
+Device resolve_device(const std::string& name, const std::string& what) {
+  FF_CHECK(name == "auto" || name == "cpu" || name == "cuda", what, " '", name, "' is not one of auto, cpu, cuda");
+  FF_CHECK(name != "cuda" || cuda_available(), what, " = cuda, but ",
+           kCudaBuild ? "no CUDA device is visible" : "this build has no CUDA backend (rebuild with nvcc present)",
+           " (use cpu or auto)");
+  return name == "cuda" || (name == "auto" && cuda_available()) ? Device::cuda() : Device::cpu();
+}
+
 void set_cpu_threads(int64_t threads) {
   int n = threads > 0 ? (int)threads : omp_get_num_procs();
   // OpenBLAS stays single-threaded (kernels/cpu/gemm.h): all parallelism is OpenMP's.
@@ -158,13 +166,7 @@ void set_cpu_threads(int64_t threads) {
 int run_training(const Config& cfg, const TrainOptions& opts) {
   const auto t_start = std::chrono::steady_clock::now();
   const std::string out = cfg.get_string("train.output");
-  const std::string device = cfg.get_string("train.device");
-  FF_CHECK(device == "auto" || device == "cpu" || device == "cuda", "train.device '", device,
-           "' is not one of auto, cpu, cuda");
-  FF_CHECK(device != "cuda" || cuda_available(), "train.device = cuda, but ",
-           kCudaBuild ? "no CUDA device is visible" : "this build has no CUDA backend (rebuild with nvcc present)",
-           " (use cpu or auto)");
-  const Device dev = device == "cuda" || (device == "auto" && cuda_available()) ? Device::cuda() : Device::cpu();
+  const Device dev = resolve_device(cfg.get_string("train.device"), "train.device");
   set_cpu_threads(cfg.get_int("train.threads"));
 
   const int64_t input_size = cfg.get_int("data.input_size");

@@ -30,6 +30,9 @@ struct TrainingSetOptions {
 // Opens data.train: a .rec file (train.idx beside it) or an image-folder root.
 std::shared_ptr<data::Dataset> open_training_set(const std::string& path, int64_t input_size,
                                                  const TrainingSetOptions& options = {});
+// "auto" (the GPU when this build has CUDA and one is visible, else the CPU), "cpu" or "cuda";
+// `what` names the option in errors ("train.device", "--device").
+Device resolve_device(const std::string& name, const std::string& what);
 // Sets the CPU thread count (OpenMP; 0 = all cores).
 void set_cpu_threads(int64_t threads);
 
