@@ -1,4 +1,4 @@
-// Host side of the fused kernels' helpers (fused_util.cuh): cuBLAS handle, scratch arena, tables.
+// Host side of the fused kernels' helpers (fused_util.cuh): scratch arena, tables.
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -10,28 +10,9 @@ namespace ff::cuda::fused {
 
 namespace {
 
-int current_device() {
-  int dev = 0;
-  FF_CUDA_CHECK(cudaGetDevice(&dev));
-  return dev;
-}
-
 std::mutex g_mu;
 
 }  // namespace
-
-cublasHandle_t fused_cublas() {
-  static std::map<int, cublasHandle_t> handles;  // kept for the process, like the allocator's blocks
-  std::lock_guard<std::mutex> lock(g_mu);
-  const int dev = current_device();
-  auto it = handles.find(dev);
-  if (it != handles.end()) return it->second;
-  cublasHandle_t h = nullptr;
-  FF_FUSED_CUBLAS_CHECK(cublasCreate(&h));
-  FF_FUSED_CUBLAS_CHECK(cublasSetStream(h, fused_stream()));
-  handles.emplace(dev, h);
-  return h;
-}
 
 void* scratch(Slot slot, size_t bytes) {
   struct Buf {
@@ -53,7 +34,7 @@ void* scratch(Slot slot, size_t bytes) {
 
 void* upload(Slot slot, const void* host, size_t bytes) {
   void* d = scratch(slot, bytes);
-  if (bytes) FF_CUDA_CHECK(cudaMemcpyAsync(d, host, bytes, cudaMemcpyHostToDevice, fused_stream()));
+  if (bytes) FF_CUDA_CHECK(cudaMemcpyAsync(d, host, bytes, cudaMemcpyHostToDevice, stream()));
   return d;
 }
 

@@ -1,11 +1,8 @@
 // Device helpers shared by the fused kernels (margin_softmax.cu, perturb.cu, sgd.cu, adamw.cu):
 // deterministic block reductions, 4-wide vector access, rounding-exact arithmetic, a per-device
-// scratch arena, the multi-tensor table, and the cuBLAS handle.
-//
-// TODO(lead): until the engine's CUDA context (stream accessor, shared cuBLAS handle, block_reduce)
-// is merged, these kernels use the legacy default stream (stream 0) and their own cuBLAS handle
-// below (fused_cublas()); switch both to the shared ones in one place: fused_stream() and
-// fused_cublas().
+// scratch arena and the multi-tensor table. The kernels, copies and GEMMs run on the backend's
+// stream with its cuBLAS handle (kernels/cuda/context.h), ordered with every other op, so a block
+// the caching allocator hands from one op to the next is never still in use.
 #pragma once
 
 #include <cublas_v2.h>
@@ -15,22 +12,11 @@
 #include <vector>
 
 #include "kernels/cuda/check.h"
-
-#define FF_FUSED_CUBLAS_CHECK(call)                                                                                 \
-  do {                                                                                                              \
-    cublasStatus_t _s = (call);                                                                                     \
-    if (_s != CUBLAS_STATUS_SUCCESS)                                                                                \
-      throw ::ff::Error(::ff::msg(#call, " failed: ", cublasGetStatusString(_s), " at ", __FILE__, ":", __LINE__)); \
-  } while (0)
+#include "kernels/cuda/context.h"
 
 namespace ff::cuda::fused {
 
 constexpr int kThreads = 256;  // every fused kernel runs 256-thread blocks: the reductions assume it
-
-// The stream every fused kernel, copy and cuBLAS call goes to (see the TODO above).
-inline cudaStream_t fused_stream() { return 0; }
-// A cuBLAS handle of the current device bound to fused_stream(); created once, kept for the process.
-cublasHandle_t fused_cublas();
 
 // A grow-only device buffer per (device, slot), reused by consecutive launches: safe because all of
 // them are ordered on one stream, and growing frees the old buffer with cudaFree, which waits for
@@ -206,7 +192,7 @@ template <class Op>
 void launch_table(const char* name, TableBuilder& tb, const typename Op::Params& prm) {
   if (tb.nchunks() == 0) return;
   const Table t = tb.upload();
-  table_kernel<Op><<<table_grid(t.nchunks), kThreads, 0, fused_stream()>>>(t, prm);
+  table_kernel<Op><<<table_grid(t.nchunks), kThreads, 0, stream()>>>(t, prm);
   FF_CUDA_LAUNCH_CHECK(name);
 }
 

@@ -317,9 +317,10 @@ __global__ void __launch_bounds__(kThreads)
   const double lse = log_add_exp(zy, lso);
   const double row_scale = scale * a.p.s * inv_norm(a.f_norm[r]);
   double* c = consts + r * kRowConsts;
-  // Non-targets: margin p_j = exp(z_j − lse); aace p_j − t_j = exp(z_j − lso)·expm1(lso − lse).
+  // Non-targets: margin p_j = exp(z_j − lse); aace p_j − t_j = −p_y·exp(z_j − lso) with
+  // p_y = sigmoid(zy − lso), as in the CPU twin (expm1(lso − lse) rounds to 0 once p_y < ulp(lso)).
   c[0] = aace ? lso : lse;
-  c[1] = aace ? expm1(lso - lse) : 1.0;
+  c[1] = aace ? -1.0 / (1.0 + exp(lso - zy)) : 1.0;
   c[2] = row_scale;
   c[3] = inv_norm(a.f_norm[r]);
   c[4] = 0;
@@ -416,16 +417,16 @@ void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int6
           int64_t lda, const float* Bm, int64_t ldb, double beta, float* Cm, int64_t ldc, bool tf32) {
   const float al = (float)alpha, be = (float)beta;
   if (tf32)
-    FF_FUSED_CUBLAS_CHECK(cublasGemmEx(fused_cublas(), ta, tb, (int)m, (int)n, (int)k, &al, A, CUDA_R_32F, (int)lda, Bm,
+    FF_CUBLAS_CHECK(cublasGemmEx(cublas(), ta, tb, (int)m, (int)n, (int)k, &al, A, CUDA_R_32F, (int)lda, Bm,
                                        CUDA_R_32F, (int)ldb, &be, Cm, CUDA_R_32F, (int)ldc,
                                        CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
   else
-    FF_FUSED_CUBLAS_CHECK(
-        cublasSgemm(fused_cublas(), ta, tb, (int)m, (int)n, (int)k, &al, A, (int)lda, Bm, (int)ldb, &be, Cm, (int)ldc));
+    FF_CUBLAS_CHECK(
+        cublasSgemm(cublas(), ta, tb, (int)m, (int)n, (int)k, &al, A, (int)lda, Bm, (int)ldb, &be, Cm, (int)ldc));
 }
 void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, double alpha, const double* A,
           int64_t lda, const double* Bm, int64_t ldb, double beta, double* Cm, int64_t ldc, bool) {
-  FF_FUSED_CUBLAS_CHECK(cublasDgemm(fused_cublas(), ta, tb, (int)m, (int)n, (int)k, &alpha, A, (int)lda, Bm, (int)ldb,
+  FF_CUBLAS_CHECK(cublasDgemm(cublas(), ta, tb, (int)m, (int)n, (int)k, &alpha, A, (int)lda, Bm, (int)ldb,
                                     &beta, Cm, (int)ldc));
 }
 
@@ -490,9 +491,9 @@ void row_norms(int64_t n, int64_t d, const T* x, double* norms) {
   FF_CHECK(d > 0, "row_norms: d ", d, " must be positive");
   const unsigned blocks = div_up(n, kThreads / 32);
   if (vec_ok<T>(d, x))
-    row_norms_kernel<T, true><<<blocks, kThreads, 0, fused_stream()>>>(n, d, x, norms);
+    row_norms_kernel<T, true><<<blocks, kThreads, 0, stream()>>>(n, d, x, norms);
   else
-    row_norms_kernel<T, false><<<blocks, kThreads, 0, fused_stream()>>>(n, d, x, norms);
+    row_norms_kernel<T, false><<<blocks, kThreads, 0, stream()>>>(n, d, x, norms);
   FF_CUDA_LAUNCH_CHECK("row_norms_kernel");
 }
 
@@ -512,19 +513,19 @@ void margin_row_stats(const MarginParams& p, int64_t B, int64_t C, int64_t class
   auto* part = static_cast<double*>(scratch(Slot::Partials, (size_t)(2 * B * g.nseg) * sizeof(double)));
   double *part_m = part, *part_s = part + B * g.nseg;
   if (vec_ok<T>(C, buf))
-    row_stats_kernel<T, true><<<g.grid, kThreads, 0, fused_stream()>>>(a, buf, part_m, part_s);
+    row_stats_kernel<T, true><<<g.grid, kThreads, 0, stream()>>>(a, buf, part_m, part_s);
   else
-    row_stats_kernel<T, false><<<g.grid, kThreads, 0, fused_stream()>>>(a, buf, part_m, part_s);
+    row_stats_kernel<T, false><<<g.grid, kThreads, 0, stream()>>>(a, buf, part_m, part_s);
   FF_CUDA_LAUNCH_CHECK("row_stats_kernel");
   row_stats_finish_kernel<T>
-      <<<div_up(B, kThreads), kThreads, 0, fused_stream()>>>(a, buf, part_m, part_s, rows, accumulate);
+      <<<div_up(B, kThreads), kThreads, 0, stream()>>>(a, buf, part_m, part_s, rows, accumulate);
   FF_CUDA_LAUNCH_CHECK("row_stats_finish_kernel");
 }
 
 void row_losses(const MarginParams& p, int64_t B, const MarginRows& rows, double* loss, int64_t* correct,
                 double* loss_mean) {
   if (B == 0) return;
-  row_losses_kernel<<<1, kThreads, 0, fused_stream()>>>(p, B, rows, loss, correct, loss_mean);
+  row_losses_kernel<<<1, kThreads, 0, stream()>>>(p, B, rows, loss, correct, loss_mean);
   FF_CUDA_LAUNCH_CHECK("row_losses_kernel");
 }
 
@@ -536,12 +537,12 @@ void logits_to_grad(const MarginParams& p, int64_t B, int64_t C, int64_t class_b
   const PassArgs<T> a = pass_args<T>(p, B, C, class_begin, labels, f_norm, w_norm, g);
   const double sin_floor = std::sqrt(sizeof(T) == 4 ? (double)FLT_EPSILON : DBL_EPSILON);
   auto* consts = static_cast<double*>(scratch(Slot::RowConsts, (size_t)(B * kRowConsts) * sizeof(double)));
-  grad_row_consts_kernel<T><<<div_up(B, kThreads), kThreads, 0, fused_stream()>>>(a, rows, scale, sin_floor, consts);
+  grad_row_consts_kernel<T><<<div_up(B, kThreads), kThreads, 0, stream()>>>(a, rows, scale, sin_floor, consts);
   FF_CUDA_LAUNCH_CHECK("grad_row_consts_kernel");
   if (vec_ok<T>(C, buf))
-    logits_to_grad_kernel<T, true><<<g.grid, kThreads, 0, fused_stream()>>>(a, consts, buf);
+    logits_to_grad_kernel<T, true><<<g.grid, kThreads, 0, stream()>>>(a, consts, buf);
   else
-    logits_to_grad_kernel<T, false><<<g.grid, kThreads, 0, fused_stream()>>>(a, consts, buf);
+    logits_to_grad_kernel<T, false><<<g.grid, kThreads, 0, stream()>>>(a, consts, buf);
   FF_CUDA_LAUNCH_CHECK("logits_to_grad_kernel");
 }
 
@@ -550,9 +551,9 @@ void project_rows(int64_t n, int64_t d, const T* x, const double* norms, T* g) {
   if (n == 0) return;
   const unsigned blocks = div_up(n, kThreads / 32);
   if (vec_ok<T>(d, x) && vec_ok<T>(d, g))
-    project_rows_kernel<T, true><<<blocks, kThreads, 0, fused_stream()>>>(n, d, x, norms, g);
+    project_rows_kernel<T, true><<<blocks, kThreads, 0, stream()>>>(n, d, x, norms, g);
   else
-    project_rows_kernel<T, false><<<blocks, kThreads, 0, fused_stream()>>>(n, d, x, norms, g);
+    project_rows_kernel<T, false><<<blocks, kThreads, 0, stream()>>>(n, d, x, norms, g);
   FF_CUDA_LAUNCH_CHECK("project_rows_kernel");
 }
 
@@ -586,7 +587,7 @@ void margin_fused_forward(const MarginParams& p, const MarginShape& s, const int
   cuda::row_losses(p, s.B, ws.rows, out.loss, out.correct, out.loss_mean);
   if (out.target_cos)
     FF_CUDA_CHECK(cudaMemcpyAsync(out.target_cos, ws.rows.target_cos, (size_t)s.B * sizeof(double),
-                                  cudaMemcpyDeviceToDevice, fused_stream()));
+                                  cudaMemcpyDeviceToDevice, stream()));
   if (grad_scale != 0 && block == s.C)
     cuda::logits_to_grad(p, s.B, s.C, 0, labels, ws.rows, ws.f_norm, ws.w_norm, grad_scale, buf);
 }

@@ -123,17 +123,17 @@ void perturb_sq_norm_to(int64_t count, const T* const* grad, const T* const* par
   if (param) tb.add_col(1, ptrs(param), "parameter");
   const int64_t n = tb.nchunks();
   if (n == 0) {
-    FF_CUDA_CHECK(cudaMemsetAsync(result, 0, sizeof(double), fused_stream()));
+    FF_CUDA_CHECK(cudaMemsetAsync(result, 0, sizeof(double), stream()));
     return;
   }
   const Table t = tb.upload();
   auto* partial = static_cast<double*>(scratch(Slot::Partials, (size_t)n * sizeof(double)));
   if (param)
-    sq_norm_kernel<T, true><<<table_grid(n), kThreads, 0, fused_stream()>>>(t, partial);
+    sq_norm_kernel<T, true><<<table_grid(n), kThreads, 0, stream()>>>(t, partial);
   else
-    sq_norm_kernel<T, false><<<table_grid(n), kThreads, 0, fused_stream()>>>(t, partial);
+    sq_norm_kernel<T, false><<<table_grid(n), kThreads, 0, stream()>>>(t, partial);
   FF_CUDA_LAUNCH_CHECK("sq_norm_kernel");
-  sum_partials_kernel<<<1, kThreads, 0, fused_stream()>>>(n, partial, result);
+  sum_partials_kernel<<<1, kThreads, 0, stream()>>>(n, partial, result);
   FF_CUDA_LAUNCH_CHECK("sum_partials_kernel");
 }
 
@@ -142,8 +142,8 @@ double perturb_sq_norm(int64_t count, const T* const* grad, const T* const* para
   auto* result = static_cast<double*>(scratch(Slot::Result, sizeof(double)));
   perturb_sq_norm_to(count, grad, param, numel, result);
   double host = 0;
-  FF_CUDA_CHECK(cudaMemcpyAsync(&host, result, sizeof(double), cudaMemcpyDeviceToHost, fused_stream()));
-  FF_CUDA_CHECK(cudaStreamSynchronize(fused_stream()));
+  FF_CUDA_CHECK(cudaMemcpyAsync(&host, result, sizeof(double), cudaMemcpyDeviceToHost, stream()));
+  FF_CUDA_CHECK(cudaStreamSynchronize(stream()));
   return host;
 }
 

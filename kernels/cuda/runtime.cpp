@@ -25,7 +25,8 @@ void check_launch(const char* kernel, const char* file, int line) {
 namespace {
 
 // Keeps freed blocks by exact rounded size and hands them out again, so the steady state of
-// training makes no cudaMalloc / cudaFree calls.
+// training makes no cudaMalloc / cudaFree calls. Blocks are not keyed by device: a process drives
+// one GPU (ranks are processes, ARCHITECTURE.md), so every block belongs to the current device.
 class CachingAllocator final : public Allocator {
  public:
   void* allocate(size_t bytes) override {
@@ -40,6 +41,9 @@ class CachingAllocator final : public Allocator {
     } else {
       cudaError_t e = cudaMalloc(&p, size);
       if (e != cudaSuccess) {
+        // The failed call left its error as the thread's last error; clear it, or the next launch
+        // check would report this recovered failure against an unrelated kernel.
+        (void)cudaGetLastError();
         release_cached();  // give the cache back and try once more before failing
         FF_CUDA_CHECK(cudaMalloc(&p, size));
       }

@@ -215,5 +215,9 @@ namespace ff {
 bool cuda_available() { return true; }
 namespace cuda {
 void check_launch(const char*, const char*, int) {}
+// The backend context (kernels/cuda/context.cpp) of one emulated device: the legacy stream, one handle.
+int current_device() { return 0; }
+cudaStream_t stream() { return 0; }
+cublasHandle_t cublas() { return (cublasHandle_t)1; }
 }  // namespace cuda
 }  // namespace ff
