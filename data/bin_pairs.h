@@ -14,8 +14,9 @@ struct BinPairs {
   size_t pairs() const { return issame.size(); }
 };
 
-// Reads any .bin in circulation (Python 2 protocol 0-2 with str images and I01/I00, NEWTRUE/NEWFALSE
-// or 0/1 ints as flags; Python 3 protocols 2-5) through the restricted pickle reader.
+// Reads the .bin files in circulation (Python 2 protocols 1-2 with str images and I01/I00,
+// NEWTRUE/NEWFALSE or 0/1 ints as flags; Python 3 protocols 2-5) through the restricted pickle
+// reader. Protocol 0 (text, Python 2's default) is not supported: the error says to re-save.
 BinPairs read_bin_pairs(const std::string& path);
 BinPairs parse_bin_pairs(std::span<const uint8_t> data, const std::string& name);
 

@@ -2,6 +2,7 @@
 #include "data/pickle.h"
 
 #include <cstring>
+#include <string_view>
 #include <unordered_map>
 
 #include "engine/error.h"
@@ -183,6 +184,12 @@ class Unpickler {
   Unpickler(std::span<const uint8_t> data, const std::string& name) : d_(data), name_(name) {}
 
   Ref run() {
+    // A file that is no pickle at all (an image, a text list, a .rec given as .bin) is named as
+    // such instead of by the opcode its first byte happens to be: every pickle starts with PROTO
+    // (protocol 2+) or, at protocols 0-1, with an opcode that pushes a value or a MARK.
+    FF_CHECK(!d_.empty(), name_, ": empty file, not a pickle");
+    FF_CHECK(std::string_view("\x80(])}NIJKMLFGSTUVXcP").find((char)d_[0]) != std::string_view::npos, name_,
+             ": not a pickle file (its first byte 0x", std::hex, (int)d_[0], std::dec, " starts no pickle)");
     while (true) {
       op_at_ = pos_;
       FF_CHECK(pos_ < d_.size(), "pickle ", name_, ": ends at offset ", pos_, " without STOP (truncated file?)");
@@ -455,6 +462,11 @@ class Unpickler {
       }
       default: {
         const char* nm = opcode_name(op_);
+        // Without PROTO the stream is protocol 0 or 1; these text opcodes only protocol 0 writes.
+        if (proto_ == 0 && std::string_view("pgSVF").find((char)op_) != std::string_view::npos)
+          throw Error(msg(name_, ": a protocol-0 (text) pickle (", nm, " at offset ", op_at_,
+                          "), which is not supported: re-save it with protocol 2 or higher, e.g. "
+                          "pickle.dump(obj, f, protocol=2)"));
         if (nm) fail("opcode not allowed in a .bin pairs file: this reader only reads plain data");
         fail("unknown opcode");
       }

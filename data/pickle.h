@@ -20,8 +20,9 @@ struct PickleValue {
   int depth = 0;                                    // nesting depth of containers
 };
 
-// Reads one pickle (protocols 0-5 opcodes for None, bools, ints, byte and unicode strings, lists,
-// tuples, the memo and frames) that must end at STOP with nothing after it. Lists may hold only
+// Reads one binary pickle (protocols 1-5: opcodes for None, bools, ints, byte and unicode strings,
+// lists, tuples, the memo and frames) that must end at STOP with nothing after it. Protocol-0 (text)
+// pickles are refused with a message saying so, and a file that cannot start a pickle as not one. Lists may hold only
 // scalars; tuples may nest a few levels. The one allowed global is `_codecs.encode`, and only in
 // the call `_codecs.encode(str, 'latin1')` that Python 3 writes for bytes at protocol 2; it is
 // evaluated here as Latin-1 encoding. Any other opcode (GLOBAL, STACK_GLOBAL, REDUCE, BUILD, INST,

@@ -103,10 +103,13 @@ OpenedFile open_checked(const std::string& path) {
   f.in.read(reinterpret_cast<char*>(len), 8);
   FF_CHECK(f.in, path, ": cannot read the header length");
   for (int i = 7; i >= 0; --i) f.header_bytes = (f.header_bytes << 8) | len[i];
-  FF_CHECK(f.header_bytes <= size - 8, path, ": header length ", f.header_bytes, " runs past the end of the file (",
-           size, " bytes)");
-  FF_CHECK(f.header_bytes <= kMaxHeaderBytes, path, ": header length ", f.header_bytes, " exceeds the limit of ",
-           kMaxHeaderBytes, " bytes");
+  // Any other file (an image, a pickle, text) read as a length gives an absurd number: say so.
+  const bool fits = f.header_bytes <= size - 8;
+  FF_CHECK(f.header_bytes <= kMaxHeaderBytes, path, ": not a safetensors file: header length ", f.header_bytes,
+           " is implausible (over the ", kMaxHeaderBytes, "-byte limit)",
+           fits ? "" : msg(" and runs past the end of the file (", size, " bytes)"));
+  FF_CHECK(fits, path, ": header length ", f.header_bytes, " runs past the end of the file (", size,
+           " bytes): the file is truncated or not a safetensors file");
   f.data_begin = 8 + f.header_bytes;
   f.data_bytes = size - f.data_begin;
   return f;
@@ -128,7 +131,7 @@ std::vector<SafetensorsEntry> parse_header(const std::string& path, OpenedFile& 
   try {
     header = json::parse(text, on_event);
   } catch (const json::exception& e) {
-    throw Error(msg(path, ": header is not valid JSON: ", e.what()));
+    throw Error(msg(path, ": not a safetensors file: header is not valid JSON: ", e.what()));
   }
   FF_CHECK(header.is_object(), path, ": header must be a JSON object, got ", header.type_name());
   FF_CHECK(repeated.empty(), path, ": tensor '", repeated, "' appears more than once in the header");

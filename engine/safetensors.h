@@ -23,7 +23,8 @@ struct SafetensorsEntry {
 
 // Reads and validates the header only: entries sorted by data offset; `metadata` (when given) is
 // replaced by the file's `__metadata__` (empty when it has none). Throws ff::Error naming the
-// file (and the tensor) on anything the format does not allow: a header length beyond the file,
+// file (and the tensor) on anything the format does not allow: a header length beyond the file
+// or implausibly large (then, like a header that is not JSON, called "not a safetensors file"),
 // JSON that is not an object of entries, an unknown or unsupported dtype, a negative dimension,
 // offsets that do not match shape x dtype size, overlap, leave a gap, or do not end at the end of
 // the file, duplicate names, or a `__metadata__` that is not a map of strings.

@@ -22,8 +22,8 @@ int main(int argc, char** argv) {
   app.add_option("-b,--bin", bins, ".bin pair files")->required()->check(CLI::ExistingFile);
   app.add_option("--json", json_path, "also write the results as JSON here");
   app.add_option("--roc", roc_path, "write a ROC plot (TAR against FAR, SVG) here");
-  app.add_option("--batch", batch, "embedding batch size")->check(CLI::PositiveNumber);
-  app.add_option("--threads", threads, "CPU threads (0 = all cores)");
+  app.add_option("--batch", batch, "embedding batch size")->check(ff::positive_int());
+  app.add_option("--threads", threads, "CPU threads (0 = all cores)")->check(ff::thread_count());
   app.add_option("--device", device, "auto (the GPU when one is visible) | cpu | cuda");
   return ff::run_tool(app, argc, argv, [&] {
     const ff::Device dev = ff::resolve_device(device, "--device");
@@ -43,19 +43,22 @@ int main(int argc, char** argv) {
         const ff::PairSet& set = it->second;
         ff::PairSetResult r = ff::evaluate_pair_set(model->backbone(), set, batch, "  embedding " + set.name);
         const auto& v = r.verification;
-        std::printf("%-40s %-20s %10.2f ± %5.2f %12.2f %10.2f\n", m.c_str(), set.name.c_str(), 100 * v.accuracy_mean,
-                    100 * v.accuracy_std, 100 * v.tar_mean, v.threshold_mean);
+        char tar[32] = "n/a";  // a set of only same or only different pairs has no TAR (a warning said so)
+        if (r.has_tar) std::snprintf(tar, sizeof tar, "%.2f", 100 * v.tar_mean);
+        std::printf("%-40s %-20s %10.2f ± %5.2f %12s %10.2f\n", m.c_str(), set.name.c_str(), 100 * v.accuracy_mean,
+                    100 * v.accuracy_std, tar, v.threshold_mean);
         nlohmann::json rocj = nlohmann::json::array();
         ff::PlotSeries series{m + " / " + set.name, {}};
         for (auto& p : r.roc) {
           rocj.push_back({{"far_target", p.far_target}, {"tar", p.tar}, {"far", p.far}, {"threshold", p.threshold}});
           series.points.push_back({std::log10(p.far_target), 100 * p.tar});
         }
-        roc.push_back(series);
+        if (r.has_tar) roc.push_back(series);
+        auto or_null = [&](const nlohmann::json& j) { return r.has_tar ? j : nlohmann::json(); };
         out.push_back({{"model", m}, {"pairs", b}, {"set", set.name}, {"accuracy", v.accuracy_mean},
                        {"accuracy_std", v.accuracy_std}, {"fold_accuracy", v.fold_accuracy},
-                       {"threshold", v.threshold_mean}, {"tar_at_far_1e-3", v.tar_mean}, {"tar_std", v.tar_std},
-                       {"roc", rocj}});
+                       {"threshold", v.threshold_mean}, {"tar_at_far_1e-3", or_null(v.tar_mean)},
+                       {"tar_std", or_null(v.tar_std)}, {"roc", or_null(rocj)}});
       }
     }
     if (!json_path.empty()) {

@@ -4,6 +4,8 @@
 #include <sstream>
 
 #include "data/bin_pairs.h"
+#include "data/file_io.h"
+#include "data/image_codec.h"
 #include "data/recordio.h"
 #include "tools/common/cli.h"
 #include "tools/common/progress.h"
@@ -12,10 +14,16 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<uint8_t> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  FF_CHECK(in, "cannot read ", path);
-  return {std::istreambuf_iterator<char>(in), {}};
+// A listed image, checked as pack rec checks its files: a wrong one fails here with its path and
+// list line, not later at evaluation time with only an image index.
+std::vector<uint8_t> read_image(const fs::path& path, const std::string& where) {
+  std::error_code ec;
+  FF_CHECK(fs::exists(path, ec), where, ": ", path.string(), " does not exist");
+  FF_CHECK(fs::is_regular_file(path, ec), where, ": ", path.string(), " is not a regular file");
+  std::vector<uint8_t> bytes = ff::data::read_file_bytes(path.string());
+  FF_CHECK(ff::data::sniff_image_format(bytes) != ff::data::ImageFormat::Unknown, where, ": ", path.string(),
+           ": not a JPEG or PNG file");
+  return bytes;
 }
 
 }  // namespace
@@ -29,7 +37,9 @@ int main(int argc, char** argv) {
   rec->add_option("-o,--output", rec_out, "output .rec (the .idx is written beside it)")->required();
   auto* bin = app.add_subcommand("bin", "pair list -> verification .bin (pickle protocol 4)");
   std::string list, bin_out, base;
-  bin->add_option("pairs", list, "text file: one pair per line, 'image_a image_b same' with same 1 or 0")
+  bin->add_option("pairs", list,
+                  "text file: one pair per line, 'image_a image_b same' with same 1 or 0; JPEG or PNG images, "
+                  "relative paths relative to the list's folder (or --base), absolute ones as they are")
       ->required()
       ->check(CLI::ExistingFile);
   bin->add_option("-o,--output", bin_out, "output .bin")->required();
@@ -59,8 +69,9 @@ int main(int argc, char** argv) {
       ss >> a >> b >> same;
       FF_CHECK(!a.empty() && !b.empty() && (same == 0 || same == 1), list, ":", line_no,
                ": expected 'image_a image_b same' with same 0 or 1, got '", line, "'");
-      pairs.images.push_back(read_file((dir / a).string()));
-      pairs.images.push_back(read_file((dir / b).string()));
+      const std::string where = ff::msg(list, ":", line_no);
+      pairs.images.push_back(read_image(dir / a, where));
+      pairs.images.push_back(read_image(dir / b, where));
       pairs.issame.push_back(same == 1);
     }
     FF_CHECK(!pairs.issame.empty(), list, ": no pairs");

@@ -40,21 +40,21 @@ int main(int argc, char** argv) {
   app.add_option("-m,--model", model_path, "checkpoint folder or model .safetensors")->required();
   app.add_option("-d,--data", data_path, "training set (train.rec or image folder) the loss is measured on")
       ->required();
-  app.add_option("--rho", rho, "perturbation radius (global L2 norm)")->check(CLI::PositiveNumber);
-  app.add_option("--batches", batches, "batches averaged over")->check(CLI::PositiveNumber);
-  app.add_option("--batch-size", batch_size, "batch size")->check(CLI::PositiveNumber);
-  app.add_option("--directions", directions, "random directions per batch")->check(CLI::PositiveNumber);
+  app.add_option("--rho", rho, "perturbation radius (global L2 norm)")->check(ff::positive_number());
+  app.add_option("--batches", batches, "batches averaged over")->check(ff::positive_int());
+  app.add_option("--batch-size", batch_size, "batch size")->check(ff::positive_int());
+  app.add_option("--directions", directions, "random directions per batch")->check(ff::positive_int());
   app.add_option("--head", head, "perturb the class centres too (true/false)");
   app.add_option("--seed", seed, "seed of the batch choice and the random directions");
   app.add_option("--json", json_path, "also write the results as JSON here");
-  app.add_option("--threads", threads, "CPU threads (0 = all cores)");
+  app.add_option("--threads", threads, "CPU threads (0 = all cores)")->check(ff::thread_count());
   app.add_option("--device", device, "auto (the GPU when one is visible) | cpu | cuda");
   return ff::run_tool(app, argc, argv, [&] {
     const ff::Device dev = ff::resolve_device(device, "--device");
     ff::set_cpu_threads(threads);
     auto model = ff::load_model(model_path);
     model->to(dev);
-    auto data = ff::open_training_set(data_path, model->config().backbone.input_size);
+    auto data = ff::open_training_set(data_path, model->config().backbone.input_size, {}, "--data");
     FF_CHECK(data->num_classes() == model->config().num_classes, data_path, " has ", data->num_classes(),
              " classes, the model's head has ", model->config().num_classes);
     ff::data::LoaderConfig lcfg;

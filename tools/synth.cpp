@@ -49,13 +49,13 @@ int main(int argc, char** argv) {
                ".bin files on held-out identities (open set) and on training identities' unseen images, their "
                "hard variants (near-twin negatives, stronger nuisance), and preview.png.",
                "flatface-synth"};
-  std::string out = "data/synth";
+  std::string out = "datasets/synth";
   int64_t identities = 1000, images = 20, open_ids = 0, threads = 0;
   int size = 112, quality = 90, folds = 10, per_fold = 300, family = 4;
   double difficulty = 0.5, pair_nuisance = -1;
   uint64_t seed = 0;
   app.add_option("-o,--output", out, "output folder")->capture_default_str();
-  app.add_option("-n,--identities", identities, "training identities")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("-n,--identities", identities, "training identities")->capture_default_str()->check(ff::positive_int());
   app.add_option("-k,--images", images, "images per training identity")->capture_default_str()->check(CLI::Range(2, 100000));
   app.add_option("--open-identities", open_ids, "held-out identities for the open-set pairs (0: as many as needed)");
   app.add_option("--size", size, "image side in pixels")->capture_default_str()->check(CLI::Range(16, 1024));
@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   app.add_option("--pairs-per-fold", per_fold, "positive (and negative) pairs per fold")->capture_default_str()->check(CLI::Range(1, 100000));
   app.add_option("--quality", quality, "JPEG quality")->capture_default_str()->check(CLI::Range(1, 100));
   app.add_option("--seed", seed, "seed of the whole population")->capture_default_str();
-  app.add_option("--threads", threads, "CPU threads (0 = all cores)");
+  app.add_option("--threads", threads, "CPU threads (0 = all cores)")->check(ff::thread_count());
   return ff::run_tool(app, argc, argv, [&] {
     ff::set_cpu_threads(threads);
     auto t0 = std::chrono::steady_clock::now();

@@ -87,9 +87,9 @@ TEST(BinPairs, MalformedStreams) {
   auto extra = p4;
   extra.push_back('N');
   expect_error([&] { parse_bin_pairs(extra, "extra.bin"); }, {"1 unexpected bytes after STOP"});
-  expect_error([] { load_pickle(bytes_of("h\x07."), "t"); }, {"BINGET", "memo entry 7 was never stored"});
-  expect_error([] { load_pickle(bytes_of("e."), "t"); }, {"APPENDS", "no MARK"});
-  expect_error([] { load_pickle(bytes_of("a."), "t"); }, {"APPEND", "stack underflow"});
+  expect_error([] { load_pickle(bytes_of("(h\x07."), "t"); }, {"BINGET", "memo entry 7 was never stored"});
+  expect_error([] { load_pickle(bytes_of("Ne."), "t"); }, {"APPENDS", "no MARK"});
+  expect_error([] { load_pickle(bytes_of("(a."), "t"); }, {"APPEND", "stack underflow"});
   expect_error([] { load_pickle(bytes_of("NN."), "t"); }, {"STOP with 2 values"});
   expect_error([] { load_pickle(bytes_of("\x80\x09N."), "t"); }, {"unsupported pickle protocol 9"});
   expect_error([] { load_pickle(bytes_of("\x80\x02\x8e\x01\x00\x00\x00\x00\x00\x00\x00x."s), "t"); },
@@ -136,6 +136,35 @@ TEST(BinPairs, OddImageCountAndPairMismatch) {
   expect_error([] { read_bin_pairs(fixture("bins/mismatch.bin")); },
                {"mismatch.bin", "pair count mismatch", "4 images make 2 pairs", "1 flags"});
   expect_error([] { read_bin_pairs("/nonexistent/lfw.bin"); }, {"cannot open", "/nonexistent/lfw.bin"});
+}
+
+// Protocol 0 is refused with what to do about it; files that are no pickle are called that.
+TEST(BinPairs, ProtocolZeroAndNonPickleFilesSayWhatTheyAre) {
+  test::TempDir dir;
+  auto refused = [&](const std::string& bytes, std::initializer_list<std::string> parts) {
+    const std::string path = dir / "x.bin";
+    write_file_bytes(path, bytes_of(bytes));
+    expect_error([&] { read_bin_pairs(path); }, parts);
+  };
+  // pickle.dumps(([b'ab'], [True]), 0) and pickle.dumps((['ab'], [True]), 0) from Python 3, and
+  // Python 2's protocol 0 with the memo off (fast mode): its first text opcode is then STRING.
+  const std::initializer_list<std::string> p0 = {"x.bin", "protocol-0 (text) pickle", "not supported",
+                                                 "protocol 2 or higher", "pickle.dump(obj, f, protocol=2)"};
+  refused("((lp0\nc_codecs\nencode\np1\n(Vab\np2\nVlatin1\np3\ntp4\nRp5\na(lp6\nI01\natp7\n.", p0);
+  refused("((lp0\nVab\np1\na(lp2\nI01\natp3\n.", p0);
+  refused("((lS'ab'\na(lI01\nat.", p0);
+  expect_error([] { load_pickle(bytes_of("((lp0\n"), "t"); }, {"PUT at offset 3"});
+  // A JPEG, a text list, a PNG and an empty file given as a .bin.
+  const std::initializer_list<std::string> no = {"x.bin", "not a pickle file"};
+  refused("\xff\xd8\xff\xe0\x00\x10JFIF"s, no);
+  refused("# pairs\nlfw/a.jpg lfw/b.jpg 1\n", no);
+  refused("lfw/a.jpg lfw/b.jpg 1\n", no);
+  refused("\x89PNG\r\n\x1a\n", no);
+  refused("", {"x.bin", "empty file, not a pickle"});
+  // A binary pickle using a protocol-0 opcode after PROTO is not called protocol 0.
+  std::string m = test::error_of([] { load_pickle(bytes_of("\x80\x02Np0\n."), "t"); });
+  EXPECT_NE(m.find("PUT (0x70) at offset 3"), std::string::npos) << m;
+  EXPECT_EQ(m.find("protocol-0"), std::string::npos) << m;
 }
 
 BinPairs random_pairs(uint64_t seed, size_t n) {

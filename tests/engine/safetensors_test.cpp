@@ -176,6 +176,25 @@ TEST(Safetensors, MalformedFilesGiveClearErrors) {
   expect_load_error(dir.file("missing.safetensors"), {"cannot read"});
 }
 
+// Files of other kinds passed as a model: one line saying it is not a safetensors file, with the detail.
+TEST(Safetensors, OtherFilesAreCalledNotSafetensors) {
+  ScratchDir dir;
+  auto other = [&](const std::string& name, const std::string& bytes, const std::vector<std::string>& parts) {
+    std::string path = dir.file(name);
+    write_all(path, bytes);
+    expect_load_error(path, parts);
+  };
+  // A JPEG and a text file: their first 8 bytes read as an absurd header length.
+  other("photo.jpg", std::string("\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01", 12) + std::string(100, 'x'),
+        {"not a safetensors file", "header length 5064878326892452095 is implausible", "runs past the end"});
+  other("notes.txt", "# model notes\nfine-tuned on lfw\n",
+        {"not a safetensors file", "header length 2336353788739002403 is implausible"});
+  // A plausible length with no JSON behind it (a small binary blob).
+  other("blob.bin", file_bytes("\x01\x02\x03\x04", ""), {"not a safetensors file", "header is not valid JSON"});
+  // A plausible length past the end is a cut-short file more likely than another kind.
+  other("cut.safetensors", file_bytes("{}", "", 1000), {"runs past the end of the file", "truncated"});
+}
+
 TEST(Safetensors, BadSaveArgumentsLeaveOldFile) {
   ScratchDir dir;
   std::string path = dir.file("ckpt.safetensors");

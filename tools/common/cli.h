@@ -8,10 +8,34 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <string>
 
 #include "engine/error.h"
 
 namespace ff {
+
+// CLI11's PositiveNumber says "Value 0 not in range 0.000000 to 1797693..."; these say what is wanted.
+// CLI11 prefixes the option's name: "--batch: must be a positive integer, got '0'".
+template <class T, class Ok>
+CLI::Validator number_check(Ok ok, const std::string& want, const std::string& desc) {
+  return CLI::Validator(
+      [=](std::string& s) {
+        T v{};
+        return CLI::detail::lexical_cast(s, v) && ok(v) ? std::string() : "must be " + want + ", got '" + s + "'";
+      },
+      desc);
+}
+inline CLI::Validator positive_int() {
+  return number_check<int64_t>([](int64_t v) { return v > 0; }, "a positive integer", "POSITIVE");
+}
+inline CLI::Validator positive_number() {
+  return number_check<double>([](double v) { return v > 0; }, "a positive number", "POSITIVE");
+}
+// --threads: 0 means every core; a negative count means nothing.
+inline CLI::Validator thread_count() {
+  return number_check<int64_t>([](int64_t v) { return v >= 0; }, "0 (all cores) or a positive number of threads",
+                               "NON-NEGATIVE");
+}
 
 // Parses argv into `app`, then calls `body`. Usage errors exit 2 with CLI11's message; ff::Error
 // and other exceptions print "<tool>: error: <what>" and exit 1. --help shows every option's

@@ -1,7 +1,10 @@
 // Batched embedding extraction (with the mirrored image summed in) and .bin verification.
 #include "tools/common/evaluate.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <optional>
 
 #include "data/bin_pairs.h"
@@ -31,6 +34,10 @@ PairSet load_pair_set(const std::string& path, int64_t input_size) {
   }
   for (size_t i = 0; i < errors.size(); ++i)
     FF_CHECK(errors[i].empty(), path, ": image ", i, " (pair ", i / 2, "): ", errors[i]);
+  const size_t same = std::count(set.issame.begin(), set.issame.end(), true);
+  if (same == 0 || same == set.issame.size())
+    std::fprintf(stderr, "warning: %s: all %zu pairs are %s pairs: reporting accuracy only (TAR@FAR needs both)\n",
+                 path.c_str(), set.issame.size(), same ? "same" : "different");
   return set;
 }
 
@@ -57,13 +64,18 @@ Tensor images_to_tensor(const std::vector<data::Image>& images, size_t begin, si
 
 std::vector<float> extract_embeddings(Backbone& net, const std::vector<data::Image>& images, int64_t batch,
                                       bool flip_sum, int64_t* dim_out, const std::string& progress) {
+  std::optional<Progress> meter;
+  if (!progress.empty()) meter.emplace(progress, images.size());
+  return extract_embeddings(net, images, batch, flip_sum, dim_out, meter ? &*meter : nullptr, 0);
+}
+
+std::vector<float> extract_embeddings(Backbone& net, const std::vector<data::Image>& images, int64_t batch,
+                                      bool flip_sum, int64_t* dim_out, Progress* meter, size_t done_before) {
   NoGradGuard no_grad;
   net.train(false);
   std::vector<float> out;
   int64_t dim = net.config().embedding_size;
   out.reserve(images.size() * (size_t)dim);
-  std::optional<Progress> meter;
-  if (!progress.empty()) meter.emplace(progress, images.size());
   for (size_t b = 0; b < images.size(); b += (size_t)batch) {
     size_t e = std::min(images.size(), b + (size_t)batch);
     const Device dev = net.device();
@@ -72,7 +84,7 @@ std::vector<float> extract_embeddings(Backbone& net, const std::vector<data::Ima
     emb = emb.to(Device::cpu());
     const float* p = emb.data<float>();
     out.insert(out.end(), p, p + emb.numel());
-    if (meter) meter->update(e);
+    if (meter) meter->update(done_before + e);
   }
   if (dim_out) *dim_out = dim;
   return out;
@@ -86,7 +98,13 @@ PairSetResult evaluate_pair_set(Backbone& net, const PairSet& set, int64_t batch
   PairSetResult r;
   r.name = set.name;
   r.verification = data::evaluate_verification(dist, set.issame);
-  r.roc = data::tar_at_far(dist, set.issame);
+  const size_t same = std::count(set.issame.begin(), set.issame.end(), true);
+  r.has_tar = same > 0 && same < set.issame.size();
+  if (r.has_tar) {
+    r.roc = data::tar_at_far(dist, set.issame);
+  } else {
+    r.verification.tar_mean = r.verification.tar_std = std::numeric_limits<double>::quiet_NaN();
+  }
   return r;
 }
 

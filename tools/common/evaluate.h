@@ -7,6 +7,7 @@
 #include "data/image.h"
 #include "data/verification.h"
 #include "models/backbone.h"
+#include "tools/common/progress.h"
 
 namespace ff {
 
@@ -17,6 +18,8 @@ struct PairSet {
   std::vector<data::Image> images;  // 2N; pair k is images[2k], images[2k + 1]
   std::vector<bool> issame;
 };
+// A set of only same (or only different) pairs loads with one warning line on stderr: its accuracy
+// is still defined, its TAR@FAR and ROC are not.
 PairSet load_pair_set(const std::string& path, int64_t input_size);
 
 // Images -> f32 [N, 3, S, S] normalised as (x - 127.5) / 127.5, optionally mirrored.
@@ -27,11 +30,18 @@ Tensor images_to_tensor(const std::vector<data::Image>& images, size_t begin, si
 // A non-empty `progress` label prints progress lines on stderr while it runs (tools).
 std::vector<float> extract_embeddings(Backbone& net, const std::vector<data::Image>& images, int64_t batch,
                                       bool flip_sum, int64_t* dim_out, const std::string& progress = "");
+// The same, reporting to `meter` as one part of a longer run that has done `done_before` images
+// already (flatface-embed embeds in chunks, so that only the embeddings stay in memory).
+std::vector<float> extract_embeddings(Backbone& net, const std::vector<data::Image>& images, int64_t batch,
+                                      bool flip_sum, int64_t* dim_out, Progress* meter, size_t done_before);
 
 struct PairSetResult {
   std::string name;
   data::VerificationResult verification;
   std::vector<data::RocPoint> roc;
+  // False for a set without both same and different pairs: then tar_mean and tar_std are NaN and
+  // roc is empty, since TAR@FAR needs both.
+  bool has_tar = true;
 };
 // The protocol of FORMATS.md on one pair set. Leaves the network in eval mode.
 PairSetResult evaluate_pair_set(Backbone& net, const PairSet& set, int64_t batch, const std::string& progress = "");
