@@ -1,6 +1,7 @@
 // Face backbones: iResNet r18..r200 and MobileFaceNet, with PyTorch state_dict names.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,5 +34,8 @@ class Backbone : public Module {
 
 std::unique_ptr<Backbone> make_backbone(const BackboneConfig& cfg);
 std::vector<std::string> backbone_names();
+// The iResNet of a state_dict saved without FlatFace's metadata (a PyTorch model converted to
+// safetensors): depth from the block names, width from conv1, embedding and input size from fc.
+BackboneConfig infer_iresnet_config(const std::map<std::string, Tensor>& tensors, const std::string& source);
 
 }  // namespace ff

@@ -157,4 +157,37 @@ std::unique_ptr<Backbone> make_backbone(const BackboneConfig& cfg) {
 
 std::vector<std::string> backbone_names() { return {"r18", "r34", "r50", "r100", "r200", "mbf"}; }
 
+BackboneConfig infer_iresnet_config(const std::map<std::string, Tensor>& tensors, const std::string& source) {
+  auto shape_of = [&](const std::string& name) {
+    auto it = tensors.find(name);
+    FF_CHECK(it != tensors.end(), source, ": no FlatFace metadata and no '", name,
+             "' tensor, so it is not an iResNet state_dict this tool can rebuild");
+    return it->second.shape();
+  };
+  const Shape conv1 = shape_of("conv1.weight"), fc = shape_of("fc.weight");
+  FF_CHECK(conv1.size() == 4 && conv1[1] == 3 && fc.size() == 2, source, ": conv1.weight ", shape_str(conv1),
+           " / fc.weight ", shape_str(fc), " are not those of an iResNet");
+  std::vector<int64_t> depth;
+  for (int k = 1; k <= 4; ++k) {
+    int64_t n = 0;
+    while (tensors.count("layer" + std::to_string(k) + "." + std::to_string(n) + ".conv1.weight")) ++n;
+    depth.push_back(n);
+  }
+  BackboneConfig cfg;
+  cfg.arch.clear();
+  for (auto& [name, d] : depths())
+    if (d == depth) cfg.arch = name;
+  FF_CHECK(!cfg.arch.empty(), source, ": blocks per stage ", shape_str(depth),
+           " match none of r18 r34 r50 r100 r200");
+  cfg.width = (double)conv1[0] / 64.0;
+  cfg.embedding_size = fc[0];
+  // fc reads 512·width channels of (input/16)² positions.
+  const int64_t c4 = scaled(512, cfg.width), positions = fc[1] / c4;
+  const auto side = (int64_t)std::llround(std::sqrt((double)positions));
+  FF_CHECK(fc[1] % c4 == 0 && side * side == positions, source, ": fc.weight ", shape_str(fc),
+           " does not read a square feature map of ", c4, " channels");
+  cfg.input_size = side * 16;
+  return cfg;
+}
+
 }  // namespace ff

@@ -50,8 +50,8 @@ double PerturbConfig::sign_value() const {
 }
 
 void validate(const PerturbConfig& c) {
-  FF_CHECK(std::isfinite(c.rho) && c.rho >= 0, "perturb.rho = ", c.rho, " must be finite and >= 0");
-  FF_CHECK(c.perturbs() || c.loss == PerturbLoss::Margin, "perturb.loss = ", perturb_loss_name(c.loss),
+  FF_CHECK(std::isfinite(c.rho) && c.rho >= 0, "method.rho = ", c.rho, " must be finite and >= 0");
+  FF_CHECK(c.perturbs() || c.loss == PerturbLoss::Margin, "method.loss = ", perturb_loss_name(c.loss),
            " has no effect with method sgd (no perturbation); use margin");
 }
 
@@ -64,7 +64,7 @@ Method parse_method(const std::string& s) {
 PerturbLoss parse_perturb_loss(const std::string& s) {
   for (PerturbLoss l : {PerturbLoss::Margin, PerturbLoss::Aace})
     if (s == perturb_loss_name(l)) return l;
-  throw Error(msg("unknown perturb.loss '", s, "' (expected margin or aace)"));
+  throw Error(msg("unknown method.loss '", s, "' (expected margin or aace)"));
 }
 
 SignRule parse_sign_rule(const std::string& s) {

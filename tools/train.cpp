@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
     ff::Config cfg;
     if (!config_path.empty()) cfg.load_toml(config_path);
     for (auto& o : overrides) cfg.set(o);
+    FF_CHECK(steps >= 0, "--steps ", steps, " must be >= 0");
     if (steps > 0) cfg.set("train.steps=" + std::to_string(steps));
     if (no_shuffle) cfg.set("data.shuffle=false");
     if (no_flip) cfg.set("data.flip=false");

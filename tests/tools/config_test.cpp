@@ -6,6 +6,7 @@
 
 #include "engine/error.h"
 #include "tools/common/config.h"
+#include "tools/common/trainer.h"
 
 namespace ff {
 namespace {
@@ -66,6 +67,65 @@ TEST(Config, UnknownKeysAndBadValuesAreNamed) {
   EXPECT_NE(e.find("train.steps"), std::string::npos) << e;
   e = error_of([&] { c.load_toml(write_temp("syntax.toml", "[train\nsteps = 1\n")); });
   EXPECT_NE(e.find("syntax.toml"), std::string::npos) << e;
+}
+
+// The saved config must describe the run: the method- and margin-dependent defaults are written
+// out, and loading the file again gives the same method and margin (before, an asam run's file said
+// adaptive = false and head = true, which reloaded as FlatFace).
+TEST(Config, RunConfigWritesEachMethodsOwnSettingsAndReloadsToThem) {
+  for (const char* method : {"sgd", "sam", "asam", "aace", "flatface"}) {
+    for (const char* margin : {"arcface", "cosface", "combined"}) {
+      Config c;
+      c.set(std::string("method.name=") + method);
+      c.set(std::string("head.margin=") + margin);
+      const PerturbConfig p = perturb_config_from(c);
+      const MarginConfig m = margin_config_from(c);
+      Config reloaded;
+      reloaded.load_toml_text(resolved_config(c, p, m).to_toml(), "saved");
+      const PerturbConfig p2 = perturb_config_from(reloaded);
+      const MarginConfig m2 = margin_config_from(reloaded);
+      const std::string at = std::string(method) + "/" + margin;
+      EXPECT_EQ(p2.method, p.method) << at;
+      EXPECT_EQ(p2.rho, p.rho) << at;
+      EXPECT_EQ(p2.adaptive, p.adaptive) << at;
+      EXPECT_EQ(p2.normalize, p.normalize) << at;
+      EXPECT_EQ(p2.loss, p.loss) << at;
+      EXPECT_EQ(p2.head, p.head) << at;
+      EXPECT_EQ(m2.type, m.type) << at;
+      EXPECT_EQ(m2.m1, m.m1) << at;
+      EXPECT_EQ(m2.m2, m.m2) << at;
+      EXPECT_EQ(m2.m3, m.m3) << at;
+    }
+  }
+  // FLATFACE.md's defaults, as the saved file states them.
+  Config asam;
+  asam.set("method.name=asam");
+  const std::string text = resolved_config(asam, perturb_config_from(asam), margin_config_from(asam)).to_toml();
+  EXPECT_NE(text.find("rho = 0.5"), std::string::npos) << text;
+  EXPECT_NE(text.find("adaptive = true"), std::string::npos) << text;
+  EXPECT_NE(text.find("head = false"), std::string::npos) << text;
+}
+
+TEST(Config, ExplicitRhoIsCheckedNotReplacedByTheDefault) {
+  for (const char* bad : {"-0.1", "nan"}) {
+    Config c;
+    c.set(std::string("method.rho=") + bad);
+    std::string e = error_of([&] { perturb_config_from(c); });
+    EXPECT_NE(e.find("method.rho"), std::string::npos) << bad << ": " << e;
+  }
+  Config c;
+  c.set("method.name=asam");
+  c.set("method.rho=0.1");
+  EXPECT_EQ(perturb_config_from(c).rho, 0.1);
+}
+
+TEST(Config, DifferingKeysInSchemaOrder) {
+  Config a, b;
+  b.set("optim.lr=0.5");
+  b.set("data.val=x.bin");
+  EXPECT_EQ(a.differing_keys(b), (std::vector<std::string>{"data.val", "optim.lr"}));
+  EXPECT_TRUE(a.differing_keys(a).empty());
+  EXPECT_EQ(b.value_text("optim.lr"), "0.5");
 }
 
 }  // namespace

@@ -41,6 +41,15 @@ ToolRun run(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
+// A tool run that must fail with one clear message: non-zero exit, every needle in its output, and
+// never CLI11's raw numeric range ("1797693...").
+void expect_error(const std::string& args, std::initializer_list<std::string> needles) {
+  ToolRun r = run(args);
+  EXPECT_NE(r.code, 0) << args;
+  for (const std::string& n : needles) EXPECT_NE(r.output.find(n), std::string::npos) << args << "\n" << r.output;
+  EXPECT_EQ(r.output.find("1797693"), std::string::npos) << r.output;
+}
+
 // One tiny synthetic benchmark shared by the tests of this file.
 class ToolsE2E : public ::testing::Test {
  protected:
@@ -369,28 +378,26 @@ TEST_F(ToolsE2E, TrainsOnFilesWrittenByPythonTools) {
 }
 
 TEST_F(ToolsE2E, BadInputGetsOneClearError) {
-  auto expect_error = [](const std::string& args, const std::string& needle) {
-    ToolRun r = run(args);
-    EXPECT_NE(r.code, 0) << args;
-    EXPECT_NE(r.output.find(needle), std::string::npos) << args << "\n" << r.output;
-  };
-  expect_error(train_args(dir("bad")) + " method.rhoo=0.1", "method.rhoo");
-  expect_error(train_args(dir("bad")) + " method.name=adam", "adam");
-  expect_error(train_args(dir("bad")) + " data.train=/nonexistent/train.rec", "/nonexistent/train.rec");
-  expect_error(train_args(dir("bad")) + " train.batch_size=1000", "train.batch_size");
-  expect_error(train_args(dir("bad")) + " train.device=tpu", "train.device 'tpu'");
-  if (!ff::cuda_available()) expect_error(train_args(dir("bad")) + " train.device=cuda", "train.device = cuda");
-  expect_error("flatface-eval -m /nonexistent.safetensors -b " + data() + "/open_set.bin", "nonexistent");
+  expect_error(train_args(dir("bad")) + " method.rhoo=0.1", {"method.rhoo"});
+  expect_error(train_args(dir("bad")) + " method.name=adam", {"adam"});
+  expect_error(train_args(dir("bad")) + " data.train=/nonexistent/train.rec", {"/nonexistent/train.rec"});
+  expect_error(train_args(dir("bad")) + " train.batch_size=1000", {"train.batch_size"});
+  expect_error(train_args(dir("bad")) + " train.device=tpu", {"train.device 'tpu'"});
+  if (!ff::cuda_available()) expect_error(train_args(dir("bad")) + " train.device=cuda", {"train.device = cuda"});
+  expect_error("flatface-eval -m /nonexistent.safetensors -b " + data() + "/open_set.bin", {"nonexistent"});
+  expect_error(train_args(dir("bad")) + " optim.schedule=multistep optim.milestones=100,x",
+               {"optim.milestones", "'x'"});
+  expect_error(train_args(dir("bad")) + " optim.milestones=100abc", {"optim.milestones", "100abc"});
+  expect_error(train_args(dir("bad")) + " --steps -5", {"--steps -5"});
+  expect_error(train_args(dir("bad")) + " train.threads=-3", {"train.threads = -3"});
+  expect_error(train_args(dir("bad")) + " method.rho=-0.1", {"method.rho"});
+  expect_error(train_args(dir("bad")) + " optim.momentum=1.5", {"optim.momentum"});
+  EXPECT_FALSE(fs::exists(dir("bad") + "/checkpoints"));
 }
 
 // Each bad input of the data formats, through the tools: one clear line naming the file and the
 // fault, and a non-zero exit.
 TEST_F(ToolsE2E, BadDataFilesGetOneClearErrorFromTheTools) {
-  auto expect_error = [](const std::string& args, std::initializer_list<std::string> needles) {
-    ToolRun r = run(args);
-    EXPECT_NE(r.code, 0) << args;
-    for (const std::string& n : needles) EXPECT_NE(r.output.find(n), std::string::npos) << args << "\n" << r.output;
-  };
   std::string out = dir("baddata");
   fs::create_directories(out);
   ASSERT_EQ(run(train_args(out + "/m") + " optim.warmup_steps=0 --steps 1 --save " + out + "/m.safetensors").code, 0);
@@ -443,6 +450,222 @@ TEST_F(ToolsE2E, BadDataFilesGetOneClearErrorFromTheTools) {
   expect_error("flatface-pack rec " + out + "/folder -o " + out + "/p.rec", {"bob"});
   std::ofstream(out + "/folder/bob/1.jpg") << "not an image";
   expect_error("flatface-pack rec " + out + "/folder -o " + out + "/p.rec", {"bob/1.jpg", "not a JPEG or PNG"});
+}
+
+// A small trained model for the tests below, trained once (again if the suite's folder was remade).
+std::string shared_model(const std::string& train_args, const std::string& out) {
+  if (!fs::exists(out + "/m.safetensors")) {
+    ToolRun r = run(train_args + " method.name=sgd --save " + out + "/m.safetensors");
+    EXPECT_EQ(r.code, 0) << r.output;
+  }
+  return out + "/m.safetensors";
+}
+
+std::vector<std::string> lines_of(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+// A list's relative paths are found from the list's folder whatever the working directory,
+// absolute ones as they are; the rows match the same images embedded from their folder.
+TEST_F(ToolsE2E, EmbedListPathsAreRelativeToTheListFolder) {
+  const std::string model = shared_model(train_args(dir("shared")), dir("shared"));
+  const std::string list_dir = dir("embed_list");
+  fs::create_directories(list_dir + "/imgs");
+  fs::create_directories(dir("elsewhere"));
+  fs::copy_file(fixture("images/rgb.jpg"), list_dir + "/imgs/a.jpg");
+  fs::copy_file(fixture("images/palette.png"), list_dir + "/imgs/b.png");
+  fs::copy_file(fixture("images/grey.jpg"), list_dir + "/imgs/c.jpg");
+  const std::string abs_c = list_dir + "/imgs/c.jpg";
+  std::ofstream(list_dir + "/list.txt") << "imgs/b.png\nimgs/a.jpg\n" << abs_c << "\n";
+  // Run from another folder, with the list itself given by a relative path.
+  int status = -1;
+  std::string said =
+      ff::data::test::run_command("cd " + dir("elsewhere") + " && " + kBin + "flatface-embed -m " + model +
+                                      " -i ../embed_list/list.txt -o " + list_dir + "/from_list.npy 2>&1",
+                                  &status);
+  ASSERT_EQ(status, 0) << said;
+  ToolRun folder = run("flatface-embed -m " + model + " -i " + list_dir + "/imgs -o " + list_dir + "/folder.npy");
+  ASSERT_EQ(folder.code, 0) << folder.output;
+  ff::data::NpyMatrix l = ff::data::read_npy(list_dir + "/from_list.npy"),
+                      f = ff::data::read_npy(list_dir + "/folder.npy");
+  ASSERT_EQ(l.rows, 3);
+  ASSERT_EQ(f.rows, 3);
+  auto row = [](const ff::data::NpyMatrix& m, int64_t r) {
+    return std::vector<float>(m.values.begin() + r * m.cols, m.values.begin() + (r + 1) * m.cols);
+  };
+  // Folder rows are in sorted order a, b, c; the list's are b, a, c.
+  EXPECT_EQ(row(l, 0), row(f, 1));
+  EXPECT_EQ(row(l, 1), row(f, 0));
+  EXPECT_EQ(row(l, 2), row(f, 2));
+  EXPECT_NE(row(f, 0), row(f, 1));
+  EXPECT_EQ(lines_of(list_dir + "/from_list.txt"), (std::vector<std::string>{"imgs/b.png", "imgs/a.jpg", abs_c}))
+      << "names are the list's lines as written";
+  ToolRun help = run("flatface-embed --help");
+  EXPECT_NE(help.output.find("relative to the list's folder"), std::string::npos) << help.output;
+  help = run("flatface-pack bin --help");
+  EXPECT_NE(help.output.find("relative to the list's folder"), std::string::npos) << help.output;
+}
+
+// Embedding in chunks gives the rows embedding all at once gives, in order.
+TEST_F(ToolsE2E, EmbedInChunksGivesTheSameRows) {
+  const std::string model = shared_model(train_args(dir("shared")), dir("shared"));
+  const std::string out = dir("embed_chunks");
+  fs::create_directories(out);
+  ToolRun whole = run("flatface-embed -m " + model + " -i " + data() + "/train.rec --batch 8 -o " + out + "/whole.npy");
+  ASSERT_EQ(whole.code, 0) << whole.output;
+  ToolRun chunked = run("flatface-embed -m " + model + " -i " + data() + "/train.rec --batch 8 --chunk 40 -o " + out +
+                        "/chunked.npy");  // 144 images: chunks of 40, 40, 40 and 24
+  ASSERT_EQ(chunked.code, 0) << chunked.output;
+  ff::data::NpyMatrix a = ff::data::read_npy(out + "/whole.npy"), b = ff::data::read_npy(out + "/chunked.npy");
+  ASSERT_EQ(a.rows, 144);
+  EXPECT_EQ(b.rows, a.rows);
+  EXPECT_EQ(b.cols, a.cols);
+  EXPECT_EQ(b.values, a.values);
+  EXPECT_EQ(lines_of(out + "/whole.txt"), lines_of(out + "/chunked.txt"));
+}
+
+// pack bin checks each listed image as pack rec does, naming the file and the list line.
+TEST_F(ToolsE2E, PackBinRefusesFilesThatAreNoImages) {
+  const std::string out = dir("pack_bad");
+  fs::create_directories(out + "/imgs/sub");
+  fs::copy_file(fixture("images/rgb.jpg"), out + "/imgs/a.jpg");
+  std::ofstream(out + "/imgs/b.bmp") << "BM" << std::string(60, '\0');
+  auto refused = [&](const std::string& second, const std::vector<std::string>& needles) {
+    std::ofstream(out + "/pairs.txt") << "imgs/a.jpg imgs/a.jpg 1\nimgs/a.jpg " << second << " 0\n";
+    ToolRun r = run("flatface-pack bin " + out + "/pairs.txt -o " + out + "/pairs.bin");
+    EXPECT_NE(r.code, 0) << r.output;
+    for (const std::string& n : needles) EXPECT_NE(r.output.find(n), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(out + "/pairs.bin"));
+  };
+  refused("imgs/b.bmp", {"pairs.txt:2", "imgs/b.bmp", "not a JPEG or PNG file"});
+  refused("imgs/sub", {"pairs.txt:2", "imgs/sub", "is not a regular file"});
+  refused("imgs/missing.jpg", {"pairs.txt:2", "imgs/missing.jpg", "does not exist"});
+}
+
+// A .bin of only same (or only different) pairs: accuracy, with TAR and ROC n/a (null in JSON).
+TEST_F(ToolsE2E, EvalOfOneSidedPairsReportsAccuracyOnly) {
+  const std::string model = shared_model(train_args(dir("shared")), dir("shared"));
+  const std::string out = dir("one_sided");
+  fs::create_directories(out);
+  ff::data::BinPairs all = ff::data::read_bin_pairs(data() + "/open_set.bin"), pos, neg;
+  for (size_t k = 0; k < all.pairs(); ++k) {
+    ff::data::BinPairs& to = all.issame[k] ? pos : neg;
+    to.images.push_back(all.images[2 * k]);
+    to.images.push_back(all.images[2 * k + 1]);
+    to.issame.push_back(all.issame[k]);
+  }
+  ASSERT_GE(pos.pairs(), 10u);
+  ASSERT_GE(neg.pairs(), 10u);
+  ff::data::write_bin_pairs(out + "/pos.bin", pos);
+  ff::data::write_bin_pairs(out + "/neg.bin", neg);
+  ToolRun e = run("flatface-eval -m " + model + " -b " + out + "/pos.bin -b " + out + "/neg.bin -b " + data() +
+                  "/open_set.bin --json " + out + "/eval.json --roc " + out + "/roc.svg");
+  ASSERT_EQ(e.code, 0) << e.output;
+  EXPECT_NE(e.output.find("warning: " + out + "/pos.bin: all " + std::to_string(pos.pairs()) + " pairs are same"),
+            std::string::npos)
+      << e.output;
+  EXPECT_NE(e.output.find("warning: " + out + "/neg.bin: all " + std::to_string(neg.pairs()) + " pairs are different"),
+            std::string::npos)
+      << e.output;
+  EXPECT_NE(e.output.find("n/a"), std::string::npos) << e.output;
+  std::ifstream in(out + "/eval.json");
+  auto j = nlohmann::json::parse(in);
+  ASSERT_EQ(j.size(), 3u);
+  for (int i : {0, 1}) {
+    SCOPED_TRACE(j[i]["set"].get<std::string>());
+    EXPECT_GE(j[i]["accuracy"].get<double>(), 0.0);
+    EXPECT_LE(j[i]["accuracy"].get<double>(), 1.0);
+    EXPECT_EQ(j[i]["fold_accuracy"].size(), 10u);
+    EXPECT_TRUE(j[i]["tar_at_far_1e-3"].is_null());
+    EXPECT_TRUE(j[i]["tar_std"].is_null());
+    EXPECT_TRUE(j[i]["roc"].is_null());
+  }
+  EXPECT_TRUE(j[2]["tar_at_far_1e-3"].is_number()) << "a set with both kinds still gets its TAR";
+  EXPECT_EQ(j[2]["roc"].size(), 6u);
+  EXPECT_TRUE(fs::exists(out + "/roc.svg"));
+}
+
+// Option checks say what is wanted; other files given as a model or a .bin say what they are not.
+TEST_F(ToolsE2E, OptionAndFileKindErrorsAreClear) {
+  const std::string bin = data() + "/open_set.bin", png = data() + "/preview.png";
+  expect_error("flatface-eval -m m.safetensors -b " + bin + " --batch 0", {"--batch: must be a positive integer"});
+  expect_error("flatface-eval -m m.safetensors -b " + bin + " --threads -1",
+               {"--threads: must be 0 (all cores) or a positive number of threads, got '-1'"});
+  expect_error("flatface-embed -m m.safetensors -i " + png + " -o e.npy --threads -2", {"--threads: must be 0"});
+  expect_error("flatface-embed -m m.safetensors -i " + png + " -o e.npy --chunk 0", {"--chunk: must be a positive"});
+  expect_error("flatface-sharpness -m m.safetensors -d x.rec --rho 0", {"--rho: must be a positive number"});
+  expect_error("flatface-sharpness -m m.safetensors -d x.rec --batches -3", {"--batches: must be a positive integer"});
+  expect_error("flatface-sharpness -m m.safetensors -d x.rec --threads -1", {"--threads: must be 0"});
+  expect_error("flatface-synth -o " + dir("never") + " -n 0", {"--identities: must be a positive integer, got '0'"});
+  expect_error("flatface-synth -o " + dir("never") + " --threads -4", {"--threads: must be 0"});
+  EXPECT_FALSE(fs::exists(dir("never")));
+  // A PNG given as the model, a PNG given as pairs.
+  expect_error("flatface-eval -m " + png + " -b " + bin, {"preview.png", "not a safetensors file"});
+  const std::string model = shared_model(train_args(dir("shared")), dir("shared"));
+  expect_error("flatface-eval -m " + model + " -b " + png, {"preview.png", "not a pickle file"});
+  // synth's default output is the git-ignored datasets/ folder, not the source tree's data/.
+  EXPECT_NE(run("flatface-synth --help").output.find("datasets/synth"), std::string::npos);
+}
+
+// A new run in a folder that holds another run's checkpoints is refused: its own checkpoints would
+// be pruned as the oldest and --resume would continue the other run.
+TEST_F(ToolsE2E, AFreshRunNeverWritesIntoAnotherRunsCheckpoints) {
+  const std::string out = dir("twice");
+  ASSERT_EQ(run(train_args(out)).code, 0);
+  expect_error(train_args(out) + " method.name=sgd", {"already holds", "step-00000006", "--resume"});
+  EXPECT_TRUE(fs::exists(out + "/checkpoints/step-00000006/model.safetensors"));
+  EXPECT_EQ(losses(out).size(), 1u) << "the first run's log is untouched";
+}
+
+// --resume continues the run that was started: settings that make that impossible are refused,
+// others are named in a warning; the saved config states the method's own settings.
+TEST_F(ToolsE2E, ResumeChecksTheRunsSettings) {
+  const std::string out = dir("resume_cfg");
+  ASSERT_EQ(run(train_args(out) + " method.name=asam --stop-at 3").code, 0);
+  std::ifstream cfg(out + "/config.toml");
+  const std::string saved((std::istreambuf_iterator<char>(cfg)), {});
+  EXPECT_NE(saved.find("rho = 0.5"), std::string::npos) << saved;
+  EXPECT_NE(saved.find("adaptive = true"), std::string::npos) << saved;
+  expect_error(train_args(out) + " method.name=asam train.batch_size=4 --resume", {"train.batch_size 8 -> 4", "--resume"});
+  expect_error(train_args(out) + " method.name=asam train.seed=5 --resume", {"train.seed 0 -> 5"});
+  expect_error(train_args(out) + " --resume", {"method.name asam -> flatface"});
+  ToolRun changed = run(train_args(out) + " method.name=asam optim.lr=0.05 --resume");
+  ASSERT_EQ(changed.code, 0) << changed.output;
+  EXPECT_NE(changed.output.find("warning: --resume with optim.lr 0.1 -> 0.05"), std::string::npos) << changed.output;
+  EXPECT_EQ(changed.output.find("data.workers"), std::string::npos) << changed.output;
+}
+
+// A backbone saved by other code (a PyTorch iResNet state_dict as safetensors, no FlatFace metadata,
+// with or without class centres) is rebuilt from its shapes and evaluates like the original.
+TEST_F(ToolsE2E, EvalLoadsABackboneWithoutFlatFaceMetadata) {
+  const std::string model = shared_model(train_args(dir("shared")), dir("shared"));
+  const std::string out = dir("foreign");
+  fs::create_directories(out);
+  std::vector<std::pair<std::string, ff::Tensor>> all, backbone;
+  for (auto& [name, t] : weights(model)) {
+    all.push_back({name, t});
+    if (name != "head.weight") backbone.push_back({name, t});
+  }
+  ff::save_safetensors(out + "/all.safetensors", all);
+  ff::save_safetensors(out + "/backbone.safetensors", backbone);
+  ToolRun e = run("flatface-eval -m " + model + " -m " + out + "/all.safetensors -m " + out +
+                  "/backbone.safetensors -b " + data() + "/open_set.bin --json " + out + "/eval.json");
+  ASSERT_EQ(e.code, 0) << e.output;
+  std::ifstream in(out + "/eval.json");
+  auto j = nlohmann::json::parse(in);
+  ASSERT_EQ(j.size(), 3u);
+  EXPECT_EQ(j[1]["fold_accuracy"], j[0]["fold_accuracy"]);
+  EXPECT_EQ(j[2]["fold_accuracy"], j[0]["fold_accuracy"]);
+  // Not an iResNet: the error says what was looked for.
+  ff::save_safetensors(out + "/other.safetensors", {{"w", ff::Tensor::zeros({2, 2}, ff::DType::F32)}});
+  expect_error("flatface-eval -m " + out + "/other.safetensors -b " + data() + "/open_set.bin",
+               {"other.safetensors", "conv1.weight", "iResNet"});
+  // A run's folder is not a checkpoint: the error points at one.
+  expect_error("flatface-eval -m " + dir("shared") + " -b " + data() + "/open_set.bin",
+               {"run folder", "checkpoints/step-00000006"});
 }
 
 }  // namespace

@@ -26,8 +26,17 @@ std::string get(const std::map<std::string, std::string>& meta, const std::strin
   return it->second;
 }
 
-std::string model_path(const std::string& path) {
-  return fs::is_directory(path) ? (fs::path(path) / kModelFile).string() : path;
+// The model file of a checkpoint folder or the file itself; a run's output folder (which holds
+// checkpoints/, not a model) is pointed at its newest checkpoint.
+std::string existing_model_file(const std::string& path) {
+  FF_CHECK(fs::exists(path), "checkpoint '", path, "' not found");
+  if (!fs::is_directory(path)) return path;
+  std::string file = (fs::path(path) / kModelFile).string();
+  if (fs::exists(file)) return file;
+  auto ckpts = list_checkpoints(path);
+  FF_CHECK(ckpts.empty(), "'", path, "' is a run folder, not a checkpoint: give one of its checkpoints, e.g. ",
+           ckpts.empty() ? "" : ckpts.back());
+  throw Error(msg("checkpoint folder '", path, "' has no ", kModelFile));
 }
 
 }  // namespace
@@ -104,18 +113,27 @@ void save_checkpoint(const std::string& dir, FaceModel& model, const Optimizer* 
 }
 
 std::unique_ptr<FaceModel> load_model(const std::string& path) {
-  std::string file = model_path(path);
-  FF_CHECK(fs::exists(file), "checkpoint '", path, "' not found");
+  std::string file = existing_model_file(path);
   SafetensorsMetadata meta;
   auto tensors = load_safetensors(file, &meta);
-  auto model = std::make_unique<FaceModel>(model_config_from_metadata(meta, file));
-  model->load_state_dict(tensors, file);
+  if (meta.count("flatface.model")) {
+    auto model = std::make_unique<FaceModel>(model_config_from_metadata(meta, file));
+    model->load_state_dict(tensors, file);
+    return model;
+  }
+  // A backbone from elsewhere (e.g. a PyTorch iResNet state_dict saved as safetensors): rebuilt from
+  // its tensor shapes; its class centres, if any, come along.
+  FaceModelConfig cfg;
+  cfg.backbone = infer_iresnet_config(tensors, file);
+  auto head = tensors.find("head.weight");
+  cfg.num_classes = head != tensors.end() && head->second.dim() == 2 ? head->second.shape()[0] : 1;
+  auto model = std::make_unique<FaceModel>(cfg);
+  model->load_state_dict(tensors, file, head != tensors.end());
   return model;
 }
 
 void load_weights(const std::string& path, FaceModel& model, bool with_head) {
-  std::string file = model_path(path);
-  FF_CHECK(fs::exists(file), "checkpoint '", path, "' not found");
+  std::string file = existing_model_file(path);
   model.load_state_dict(load_safetensors(file), file, with_head);
 }
 

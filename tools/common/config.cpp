@@ -3,6 +3,9 @@
 
 #include <toml++/toml.h>
 
+#include <charconv>
+#include <cmath>
+#include <fstream>
 #include <sstream>
 
 #include "engine/error.h"
@@ -31,9 +34,9 @@ std::vector<ConfigKey> schema() {
       {"model.dropout", 0.0, "dropout before the fc layer"},
       {"head.margin", std::string("arcface"), "arcface | cosface | combined"},
       {"head.s", 64.0, "logit scale"},
-      {"head.m1", 1.0, "combined margin: multiplicative angular margin"},
-      {"head.m2", 0.5, "ArcFace additive angular margin (combined too)"},
-      {"head.m3", 0.4, "CosFace additive cosine margin (combined too)"},
+      {"head.m1", 1.0, "multiplicative angular margin (combined; 1 for the others)"},
+      {"head.m2", 0.5, "additive angular margin: ArcFace (combined: 0.3 unless set; CosFace: 0)"},
+      {"head.m3", 0.4, "additive cosine margin: CosFace (combined: 0.2 unless set; ArcFace: 0)"},
       {"head.margin_grad", std::string("exact"), "exact | straight_through (PyTorch reference trainer's no-grad margin)"},
       {"method.name", std::string("flatface"), "sgd | sam | asam | aace | flatface"},
       {"method.rho", -1.0, "perturbation radius; -1 = the method's default (0.05 sam/flatface, 0.5 asam, 0.2 aace)"},
@@ -92,7 +95,11 @@ std::string render(const ConfigValue& v) {
           for (size_t i = 0; i < x.size(); ++i) os << (i ? ", " : "") << toml::value<std::string>(x[i]);
           os << "]";
         } else if constexpr (std::is_same_v<T, double>) {
-          os << toml::value<double>(x);
+          // The shortest text that reads back as x (toml++ writes 17 digits: 0.40000000000000002).
+          char b[64];
+          std::string t(b, std::to_chars(b, b + sizeof b, x).ptr);
+          if (std::isfinite(x) && t.find_first_of(".e") == std::string::npos) t += ".0";  // a float, not an integer
+          os << t;
         } else {
           os << x;
         }
@@ -114,9 +121,17 @@ ConfigKey& Config::find(const std::string& key) {
 const ConfigKey& Config::find(const std::string& key) const { return const_cast<Config*>(this)->find(key); }
 
 void Config::load_toml(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  FF_CHECK(in, "cannot read config file ", path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  load_toml_text(text.str(), path);
+}
+
+void Config::load_toml_text(const std::string& text, const std::string& path) {
   toml::table root;
   try {
-    root = toml::parse_file(path);
+    root = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
     throw Error(msg(path, ":", e.source().begin.line, ": ", e.description()));
   }
@@ -191,6 +206,18 @@ int64_t Config::get_int(const std::string& key) const { return std::get<int64_t>
 double Config::get_double(const std::string& key) const { return std::get<double>(find(key).value); }
 const std::string& Config::get_string(const std::string& key) const { return std::get<std::string>(find(key).value); }
 const List& Config::get_list(const std::string& key) const { return std::get<List>(find(key).value); }
+
+std::vector<std::string> Config::differing_keys(const Config& other) const {
+  std::vector<std::string> keys;
+  for (const auto& k : keys_)
+    if (render(k.value) != render(other.find(k.key).value)) keys.push_back(k.key);
+  return keys;
+}
+
+std::string Config::value_text(const std::string& key) const {
+  const ConfigValue& v = find(key).value;
+  return std::holds_alternative<std::string>(v) ? std::get<std::string>(v) : render(v);
+}
 
 std::string Config::to_toml() const {
   std::ostringstream os;

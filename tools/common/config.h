@@ -22,6 +22,8 @@ class Config {
   Config();  // every key at its default
   // Applies a TOML file: every key must be in the schema and of its type.
   void load_toml(const std::string& path);
+  // The same for TOML text (a checkpoint's saved config); `origin` names it in errors.
+  void load_toml_text(const std::string& text, const std::string& origin);
   // Applies "key=value" (value parsed by the key's type; lists comma-separated).
   void set(const std::string& assignment);
 
@@ -32,7 +34,10 @@ class Config {
   const std::vector<std::string>& get_list(const std::string& key) const;
   bool is_set(const std::string& key) const { return explicitly_set_.count(key) > 0; }
 
-  std::string to_toml() const;   // the resolved config, loadable again
+  std::string to_toml() const;   // every key with its value, loadable again
+  std::string value_text(const std::string& key) const;  // the value for messages: strings bare
+  // Keys whose values differ between the two configs, in schema order.
+  std::vector<std::string> differing_keys(const Config& other) const;
   static std::string help();     // every key with its default and meaning
   const std::vector<ConfigKey>& keys() const { return keys_; }
 

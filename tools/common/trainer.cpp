@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <atomic>
+#include <cmath>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -101,7 +102,8 @@ class MetricsLog {
 
 PerturbConfig perturb_config_from(const Config& cfg) {
   PerturbConfig p = PerturbConfig::preset(parse_method(cfg.get_string("method.name")));
-  if (cfg.get_double("method.rho") >= 0) p.rho = cfg.get_double("method.rho");
+  // -1 (the schema default) keeps the method's own radius; any other value is validated below.
+  if (cfg.get_double("method.rho") != -1.0) p.rho = cfg.get_double("method.rho");
   if (cfg.is_set("method.adaptive")) p.adaptive = cfg.get_bool("method.adaptive");
   if (cfg.is_set("method.normalize")) p.normalize = cfg.get_bool("method.normalize");
   if (cfg.is_set("method.loss")) p.loss = parse_perturb_loss(cfg.get_string("method.loss"));
@@ -129,10 +131,126 @@ MarginConfig margin_config_from(const Config& cfg) {
   return m;
 }
 
+Config resolved_config(const Config& cfg, const PerturbConfig& p, const MarginConfig& m) {
+  Config r = cfg;
+  auto exact = [](double v) {
+    char b[40];
+    std::snprintf(b, sizeof b, "%.17g", v);
+    return std::string(b);
+  };
+  r.set("method.rho=" + exact(p.rho));
+  r.set(std::string("method.adaptive=") + (p.adaptive ? "true" : "false"));
+  r.set(std::string("method.normalize=") + (p.normalize ? "true" : "false"));
+  r.set(std::string("method.loss=") + perturb_loss_name(p.loss));
+  r.set(std::string("method.head=") + (p.head ? "true" : "false"));
+  r.set("head.m1=" + exact(m.m1));
+  r.set("head.m2=" + exact(m.m2));
+  r.set("head.m3=" + exact(m.m3));
+  return r;
+}
+
+namespace {
+
+// Keys a resumed run may change without changing what it computes: output, logging, evaluation,
+// checkpointing, threads and the device.
+bool harmless_on_resume(const std::string& key) {
+  static const char* keys[] = {"data.val",        "data.workers",     "train.device",    "train.threads",
+                               "train.output",    "train.log_every",  "train.eval_every", "train.save_every",
+                               "train.keep",      "train.eval_batch"};
+  for (const char* k : keys)
+    if (key == k) return true;
+  return false;
+}
+
+// Keys without which the checkpoint cannot be continued at all: the model's shape, the data and
+// its order, the optimizer's state layout and the method.
+bool fixed_on_resume(const std::string& key) {
+  static const char* keys[] = {"data.train", "data.input_size", "data.shuffle", "train.batch_size", "train.seed",
+                               "optim.name", "method.name"};
+  for (const char* k : keys)
+    if (key == k) return true;
+  return key.rfind("model.", 0) == 0;
+}
+
+// A resumed run must be the run that was started: refuses changes that make continuing
+// meaningless and warns about the rest (the run then continues with the new values).
+void check_resume_config(const Config& now, const std::string& saved_toml, const std::string& checkpoint) {
+  Config saved;
+  saved.load_toml_text(saved_toml, checkpoint + " (saved config)");
+  std::string refused;
+  std::vector<std::string> changed;
+  for (const std::string& key : now.differing_keys(saved)) {
+    if (harmless_on_resume(key)) continue;
+    std::string change = key + " " + saved.value_text(key) + " -> " + now.value_text(key);
+    if (fixed_on_resume(key)) refused += (refused.empty() ? "" : "; ") + change;
+    else changed.push_back(change);
+  }
+  FF_CHECK(refused.empty(), "--resume: ", checkpoint, " belongs to a run with other settings (", refused,
+           "): resume with the run's own settings (its config.toml) or start a new run in another train.output");
+  for (const std::string& c : changed)
+    std::fprintf(stderr, "warning: --resume with %s (changed since the checkpoint): the run continues with the new "
+                 "value, so it is no longer exactly the run that was started\n", c.c_str());
+}
+
+// A fresh run must not write into another run's checkpoints: pruning keeps the highest step numbers,
+// so the new run's checkpoints would be deleted and --resume would continue the old run.
+void check_fresh_output(const std::string& out) {
+  auto ckpts = list_checkpoints(out);
+  FF_CHECK(ckpts.empty(), "train.output '", out, "' already holds a run's checkpoints (newest ",
+           fs::path(ckpts.empty() ? "" : ckpts.back()).filename().string(),
+           "): continue that run with --resume, or give another train.output (or delete ", out, ")");
+}
+
+std::vector<int64_t> parse_milestones(const std::vector<std::string>& items) {
+  std::vector<int64_t> steps;
+  for (const std::string& m : items) {
+    size_t used = 0;
+    int64_t v = -1;
+    try {
+      v = std::stoll(m, &used);
+    } catch (const std::logic_error&) {
+      used = 0;
+    }
+    FF_CHECK(used == m.size() && v > 0, "optim.milestones: '", m, "' is not a positive step number");
+    steps.push_back(v);
+  }
+  return steps;
+}
+
+// Range checks of the numeric keys, each naming its key (the schema only checks types).
+void check_ranges(const Config& cfg) {
+  auto at_least = [&](const char* key, int64_t lo) {
+    FF_CHECK(cfg.get_int(key) >= lo, key, " = ", cfg.get_int(key), " must be >= ", lo);
+  };
+  at_least("train.steps", 0);
+  at_least("train.epochs", 0);
+  at_least("train.threads", 0);
+  at_least("train.log_every", 1);
+  at_least("train.eval_every", 0);
+  at_least("train.save_every", 0);
+  at_least("train.keep", 1);
+  at_least("train.eval_batch", 1);
+  at_least("data.workers", 1);
+  at_least("optim.warmup_steps", 0);
+  auto finite_at_least = [&](const char* key, double lo) {
+    const double v = cfg.get_double(key);
+    FF_CHECK(std::isfinite(v) && v >= lo, key, " = ", v, " must be a finite number >= ", lo);
+  };
+  finite_at_least("optim.lr", 0);
+  finite_at_least("optim.weight_decay", 0);
+  finite_at_least("optim.momentum", 0);
+  FF_CHECK(cfg.get_double("optim.momentum") < 1, "optim.momentum = ", cfg.get_double("optim.momentum"),
+           " must be < 1");
+  finite_at_least("model.dropout", 0);
+  FF_CHECK(cfg.get_double("model.dropout") < 1, "model.dropout = ", cfg.get_double("model.dropout"), " must be < 1");
+}
+
+}  // namespace
+
 std::shared_ptr<data::Dataset> open_training_set(const std::string& path, int64_t input_size,
-                                                 const TrainingSetOptions& options) {
-  FF_CHECK(!path.empty(), "data.train is not set (a train.rec file or an image-folder root)");
-  FF_CHECK(fs::exists(path), "data.train '", path, "' does not exist");
+                                                 const TrainingSetOptions& options, const std::string& what) {
+  FF_CHECK(!path.empty(), what, " is not set (a train.rec file or an image-folder root)");
+  FF_CHECK(fs::exists(path), what, " '", path, "' does not exist");
   data::DecodeOptions decode;
   decode.height = decode.width = (int)input_size;
   decode.resize = options.resize;
@@ -142,7 +260,7 @@ std::shared_ptr<data::Dataset> open_training_set(const std::string& path, int64_
     return std::make_shared<data::ImageFolderDataset>(path, decode);
   }
   fs::path idx = fs::path(path).replace_extension(".idx");
-  FF_CHECK(fs::exists(idx), "data.train '", path, "': its index ", idx.string(), " is missing");
+  FF_CHECK(fs::exists(idx), what, " '", path, "': its index ", idx.string(), " is missing");
   data::RecordDatasetOptions opt;
   opt.decode = decode;
   opt.skip_undecodable = options.skip_undecodable;
@@ -166,6 +284,8 @@ void set_cpu_threads(int64_t threads) {
 int run_training(const Config& cfg, const TrainOptions& opts) {
   const auto t_start = std::chrono::steady_clock::now();
   const std::string out = cfg.get_string("train.output");
+  check_ranges(cfg);
+  if (!opts.resume) check_fresh_output(out);
   const Device dev = resolve_device(cfg.get_string("train.device"), "train.device");
   set_cpu_threads(cfg.get_int("train.threads"));
 
@@ -203,7 +323,8 @@ int run_training(const Config& cfg, const TrainOptions& opts) {
   // On its device before the optimizer and the perturbation allocate their state beside it.
   model.to(dev);
 
-  PerturbConfig pcfg = perturb_config_from(cfg);
+  const PerturbConfig pcfg = perturb_config_from(cfg);
+  const Config run_cfg = resolved_config(cfg, pcfg, mcfg.margin);
   std::vector<ParamRef> refs;
   for (auto& [name, t] : model.backbone().named_parameters()) refs.push_back({name, t, false, t.dim() == 1});
   refs.push_back({"head.weight", model.centres(), true, false});
@@ -255,6 +376,7 @@ int run_training(const Config& cfg, const TrainOptions& opts) {
                                           : "";
       throw Error(msg("cannot resume from ", last, ": ", e.what(), hint));
     }
+    check_resume_config(run_cfg, state.config_toml, last);
     model.backbone().dropout_rng().set_state(state.dropout_rng);
     resume_step = state.step;
   }
@@ -271,14 +393,16 @@ int run_training(const Config& cfg, const TrainOptions& opts) {
   sched.warmup_steps = cfg.get_int("optim.warmup_steps");
   sched.power = cfg.get_double("optim.power");
   sched.gamma = cfg.get_double("optim.gamma");
-  for (auto& m : cfg.get_list("optim.milestones")) sched.milestones.push_back(std::stoll(m));
+  sched.milestones = parse_milestones(cfg.get_list("optim.milestones"));
   validate(sched);
 
   std::vector<PairSet> val_sets;
   for (auto& path : cfg.get_list("data.val")) val_sets.push_back(load_pair_set(path, input_size));
 
   fs::create_directories(out);
-  std::string resolved = cfg.to_toml();
+  // The config as it ran: method- and margin-dependent defaults written out, so the file describes
+  // the run and gives the same run when loaded again.
+  const std::string resolved = run_cfg.to_toml();
   write_file_atomically(out + "/config.toml", [&](FileWriter& w) { w.write(resolved.data(), resolved.size()); });
   MetricsLog metrics(out, resume_step);
   FlatFaceStep stepper(*opt, pcfg);

@@ -23,13 +23,18 @@ struct TrainOptions {
 // The method's perturbation settings: its preset, then every key the config sets explicitly.
 PerturbConfig perturb_config_from(const Config& cfg);
 MarginConfig margin_config_from(const Config& cfg);
+// cfg with the values the run uses written in for the keys whose defaults depend on the method or
+// the margin type (method.rho/adaptive/normalize/loss/head, head.m1/m2/m3).
+Config resolved_config(const Config& cfg, const PerturbConfig& p, const MarginConfig& m);
 struct TrainingSetOptions {
   bool resize = true;             // images not at the input size are resized (false: refused, naming the key)
   bool skip_undecodable = false;  // RecordIO: skip undecodable records (counted, reported) instead of stopping
 };
-// Opens data.train: a .rec file (train.idx beside it) or an image-folder root.
+// Opens a training set: a .rec file (train.idx beside it) or an image-folder root; `what` names
+// the option in errors ("data.train", "--data").
 std::shared_ptr<data::Dataset> open_training_set(const std::string& path, int64_t input_size,
-                                                 const TrainingSetOptions& options = {});
+                                                 const TrainingSetOptions& options = {},
+                                                 const std::string& what = "data.train");
 // "auto" (the GPU when this build has CUDA and one is visible, else the CPU), "cpu" or "cuda";
 // `what` names the option in errors ("train.device", "--device").
 Device resolve_device(const std::string& name, const std::string& what);
