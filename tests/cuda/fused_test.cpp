@@ -41,6 +41,7 @@ TEST(CudaFused, Backend) {
 #include "kernels/cpu/perturb.h"
 #include "kernels/cpu/sgd.h"
 #include "kernels/cuda/fused.h"
+#include "tests/cuda/compare.h"
 #include "tests/engine/gradcheck.h"
 
 namespace ff::test {
@@ -51,16 +52,6 @@ namespace {
 
 void cuda_ok(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw Error(msg(what, ": ", cudaGetErrorString(e)));
-}
-
-constexpr int64_t kGuard = 64;  // sentinel elements either side
-
-template <class T>
-T sentinel() {
-  if constexpr (std::is_integral_v<T>)
-    return (T)-777;
-  else
-    return (T)-1.25e29;
 }
 
 // n elements on the device at `offset` elements past a guard region of sentinels; offset 1 makes the
@@ -95,15 +86,9 @@ class DevBuf {
   void expect_guards(const std::string& label) const {
     std::vector<T> all((size_t)total_);
     cuda_ok(cudaMemcpy(all.data(), base_, all.size() * sizeof(T), cudaMemcpyDeviceToHost), "download");
-    const T s = sentinel<T>();
-    int64_t bad = 0, first = 0;
-    for (int64_t i = 0; i < total_; ++i) {
-      if (i >= kGuard + off_ && i < kGuard + off_ + n_) continue;
-      if (std::memcmp(&all[i], &s, sizeof(T)) != 0 && bad++ == 0) first = i - kGuard - off_;
-    }
-    EXPECT_EQ(bad, 0) << label << ": " << bad << " guard elements overwritten, first at offset " << first
-                      << " of an output of " << n_;
+    expect_guards_intact(all, off_, n_, label);
   }
+
 
  private:
   T* base_ = nullptr;
@@ -111,44 +96,6 @@ class DevBuf {
 };
 
 void sync() { cuda_ok(cudaDeviceSynchronize(), "kernel"); }
-
-// |got − want| ≤ fixed + abs·scale + rel·|want|, scale the largest |want| of the output or, with
-// row > 0, of each run of `row` elements (so a row of small gradients is held to its own size).
-struct Tol {
-  double abs, rel;
-  int64_t row = 0;
-  double fixed = 0;
-};
-
-template <class A, class B>
-void expect_close(const std::string& label, uint64_t seed, const std::vector<A>& got, const std::vector<B>& want,
-                  Tol t) {
-  ASSERT_EQ(got.size(), want.size()) << label;
-  const size_t row = t.row > 0 ? (size_t)t.row : std::max<size_t>(want.size(), 1);
-  std::vector<double> scale((want.size() + row - 1) / row, 0.0);
-  for (size_t i = 0; i < want.size(); ++i)
-    if (std::isfinite((double)want[i])) scale[i / row] = std::max(scale[i / row], std::fabs((double)want[i]));
-  double worst = 0;
-  size_t at = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double g = (double)got[i], w = (double)want[i];
-    double ratio;
-    if (!std::isfinite(w)) {
-      ratio = (std::isnan(w) ? std::isnan(g) : g == w) ? 0 : INFINITY;
-    } else {
-      const double err = std::fabs(g - w), bound = t.fixed + t.abs * scale[i / row] + t.rel * std::fabs(w);
-      ratio = err == 0 ? 0 : (bound > 0 ? err / bound : INFINITY);
-      if (!std::isfinite(g)) ratio = INFINITY;
-    }
-    if (ratio > worst) {
-      worst = ratio;
-      at = i;
-    }
-  }
-  std::printf("[cuda-fused] %-72s seed %llu worst %.3f of tolerance\n", label.c_str(), (unsigned long long)seed, worst);
-  EXPECT_LT(worst, 1.0) << label << " seed " << seed << ": element " << at << " got " << (double)got[at] << " want "
-                        << (double)want[at] << " (" << got.size() << " elements)";
-}
 
 // ‖got − want‖₂ / ‖want‖₂ ≤ tol.
 template <class A>
@@ -162,7 +109,7 @@ void expect_rel_l2(const std::string& label, uint64_t seed, const std::vector<A>
     den += want[i] * want[i];
   }
   const double rel = std::sqrt(num) / std::sqrt(den);
-  std::printf("[cuda-fused] %-72s seed %llu relative L2 error %.2e: %.3f of tolerance\n", label.c_str(),
+  std::printf("[cuda] %-78s seed %llu relative L2 error %.2e: %.3f of tolerance\n", label.c_str(),
               (unsigned long long)seed, rel, rel / tol);
   EXPECT_LT(rel, tol) << label << " seed " << seed;  // NaN fails too
 }
@@ -173,22 +120,10 @@ void expect_bitwise(const std::string& label, uint64_t seed, const std::vector<T
   int64_t bad = 0, first = -1;
   for (size_t i = 0; i < got.size(); ++i)
     if (std::memcmp(&got[i], &want[i], sizeof(T)) != 0 && bad++ == 0) first = (int64_t)i;
-  std::printf("[cuda-fused] %-72s seed %llu %lld of %zu elements differ (bitwise)\n", label.c_str(),
+  std::printf("[cuda] %-78s seed %llu %lld of %zu elements differ (bitwise)\n", label.c_str(),
               (unsigned long long)seed, (long long)bad, got.size());
   EXPECT_EQ(bad, 0) << label << " seed " << seed << ": first difference at " << first << ": got "
                     << (double)got[(size_t)first] << " want " << (double)want[(size_t)first];
-}
-
-template <class T>
-const char* type_name() {
-  return std::is_same_v<T, float> ? "f32" : "f64";
-}
-
-template <class T>
-std::vector<T> rand_vec(int64_t n, Rng& rng, double lo = -1, double hi = 1) {
-  std::vector<T> v((size_t)n);
-  for (auto& x : v) x = (T)rng.uniform(lo, hi);
-  return v;
 }
 
 template <class T>
@@ -332,7 +267,7 @@ void expect_correct(const std::string& label, uint64_t seed, const MarginParams&
     ++compared;
     bad += got[i] != ref.correct[i];
   }
-  std::printf("[cuda-fused] %-72s seed %llu %lld of %lld rows disagree\n", (label + " correct").c_str(),
+  std::printf("[cuda] %-78s seed %llu %lld of %lld rows disagree\n", (label + " correct").c_str(),
               (unsigned long long)seed, (long long)bad, (long long)compared);
   EXPECT_EQ(bad, 0) << label << " seed " << seed;
 }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/device_hooks.h"
+#include "tests/cuda/compare.h"
 #include "tests/engine/gradcheck.h"
 
 #define SKIP_WITHOUT_CUDA() \
@@ -41,16 +42,6 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Harness: guarded device buffers, tolerances, comparisons.
 
-constexpr int64_t kGuard = 64;  // sentinel elements either side (keeps 256-byte alignment)
-
-template <class T>
-T sentinel() {
-  if constexpr (std::is_integral_v<T>)
-    return (T)-777;
-  else
-    return (T)-1.25e29;
-}
-
 // n elements in the middle of a device buffer whose kGuard elements either side hold a sentinel.
 template <class T>
 class Guarded {
@@ -71,15 +62,7 @@ class Guarded {
   // Fails when a write landed outside the n elements.
   void expect_guards(const std::string& label) const {
     Tensor h = buf_.to(Device::cpu());
-    const T* p = h.data<T>();
-    const T s = sentinel<T>();
-    int64_t bad = 0, first = 0;
-    for (int64_t i = 0; i < n_ + 2 * kGuard; ++i) {
-      if (i >= kGuard && i < kGuard + n_) continue;
-      if (std::memcmp(&p[i], &s, sizeof(T)) != 0 && bad++ == 0) first = i - kGuard;
-    }
-    EXPECT_EQ(bad, 0) << label << ": " << bad << " guard elements overwritten, first at offset " << first
-                      << " of an output of " << n_;
+    expect_guards_intact(std::vector<T>(h.data<T>(), h.data<T>() + n_ + 2 * kGuard), 0, n_, label);
   }
 
  private:
@@ -87,65 +70,16 @@ class Guarded {
   Tensor buf_;
 };
 
-// |got - want| <= abs * max|want| + rel * |want|: `abs` is relative to the output's scale, the
-// largest |want| of the whole output or, with row > 0, of each run of `row` elements.
-struct Tol {
-  double abs, rel;
-  int64_t row = 0;
-};
 template <class T>
 Tol tol(double f32_abs, double f32_rel, double f64_abs = 1e-12, double f64_rel = 1e-12) {
   return std::is_same_v<T, float> ? Tol{f32_abs, f32_rel} : Tol{f64_abs, f64_rel};
-}
-
-template <class A, class B>
-void expect_close(const std::string& label, const std::vector<A>& got, const std::vector<B>& want, Tol t,
-                  uint64_t seed) {
-  ASSERT_EQ(got.size(), want.size()) << label;
-  const size_t row = t.row > 0 ? (size_t)t.row : std::max<size_t>(want.size(), 1);
-  std::vector<double> scale((want.size() + row - 1) / row, 0.0);
-  for (size_t i = 0; i < want.size(); ++i)
-    if (std::isfinite((double)want[i])) scale[i / row] = std::max(scale[i / row], std::fabs((double)want[i]));
-  double worst = 0;
-  size_t at = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double g = (double)got[i], w = (double)want[i];
-    double ratio;
-    if (std::isnan(w) || std::isinf(w))
-      ratio = (std::isnan(w) ? std::isnan(g) : g == w) ? 0 : INFINITY;
-    else {
-      const double bound = t.abs * scale[i / row] + t.rel * std::fabs(w);
-      const double err = std::fabs(g - w);
-      ratio = err == 0 ? 0 : (bound > 0 ? err / bound : INFINITY);
-      if (std::isnan(g)) ratio = INFINITY;
-    }
-    if (ratio > worst) {
-      worst = ratio;
-      at = i;
-    }
-  }
-  std::printf("[cuda] %-64s seed %llu worst %.3f of tolerance\n", label.c_str(), (unsigned long long)seed, worst);
-  EXPECT_LT(worst, 1.0) << label << " seed " << seed << ": element " << at << " got " << (double)got[at] << " want "
-                        << (double)want[at] << " (" << got.size() << " elements)";
 }
 
 // A CUDA output against its reference, guards included.
 template <class T, class B>
 void expect_output(const std::string& label, const Guarded<T>& out, const std::vector<B>& want, Tol t, uint64_t seed) {
   out.expect_guards(label);
-  expect_close(label, out.host(), want, t, seed);
-}
-
-template <class T>
-std::vector<T> rand_vec(int64_t n, Rng& rng, double lo = -1, double hi = 1) {
-  std::vector<T> v((size_t)n);
-  for (auto& e : v) e = (T)rng.uniform(lo, hi);
-  return v;
-}
-
-template <class T>
-std::string type_name() {
-  return std::is_same_v<T, float> ? "f32" : "f64";
+  expect_close(label, seed, out.host(), want, t);
 }
 
 template <class T>
@@ -685,9 +619,9 @@ TEST(CudaConv, OperandsAtOddOffsets) {
     EXPECT_EQ(h[0], sentinel<float>()) << "the element before the view was written";
     return std::vector<float>(h.begin() + 1, h.end());
   };
-  expect_close("conv2d_forward odd offset", tail(gy), r.y, Tol{1e-4, 1e-4}, seed);
-  expect_close("conv2d_backward_input odd offset", tail(gdx), r.dx, Tol{1e-4, 1e-4}, seed);
-  expect_close("conv2d_backward_weight odd offset", tail(gdw), r.dw, Tol{1e-4, 1e-4}, seed);
+  expect_close("conv2d_forward odd offset", seed, tail(gy), r.y, Tol{1e-4, 1e-4});
+  expect_close("conv2d_backward_input odd offset", seed, tail(gdx), r.dx, Tol{1e-4, 1e-4});
+  expect_close("conv2d_backward_weight odd offset", seed, tail(gdw), r.dw, Tol{1e-4, 1e-4});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -712,7 +646,7 @@ void expect_op_matches(const std::string& label, const OpFn& f, const std::vecto
   Tensor y_cpu = f(cpu_in), y_gpu = f(gpu_in);
   ASSERT_TRUE(y_gpu.device().is_cuda()) << label << " returned " << y_gpu.str();
   ASSERT_EQ(y_cpu.shape(), y_gpu.shape()) << label;
-  expect_close(label + " forward", y_gpu.to_vector(), y_cpu.to_vector(), t, seed);
+  expect_close(label + " forward", seed, y_gpu.to_vector(), y_cpu.to_vector(), t);
   if (!y_cpu.requires_grad()) return;
   Rng rng(seed ^ 0x77);
   Tensor w = rand_uniform(y_cpu.shape(), rng, 0.5, 1.5, y_cpu.dtype());
@@ -724,7 +658,7 @@ void expect_op_matches(const std::string& label, const OpFn& f, const std::vecto
     ASSERT_EQ(gg.defined(), gc.defined()) << label << " input " << i << ": a gradient on one device only";
     if (!gc.defined()) continue;  // an input the op ignored (e.g. batch norm's weight when not affine)
     ASSERT_TRUE(gg.device().is_cuda()) << label << " input " << i << " has its gradient on " << gg.str();
-    expect_close(msg(label, " grad ", i), gg.to_vector(), gc.to_vector(), t, seed);
+    expect_close(msg(label, " grad ", i), seed, gg.to_vector(), gc.to_vector(), t);
   }
 }
 
@@ -827,10 +761,10 @@ TYPED_TEST(CudaKernels, OpsMatchCpu) {
       batch_norm(x.detach(), w.detach(), b.detach(), rm_c, rv_c, o);
       batch_norm(x.detach().to(Device::cuda()), w.detach().to(Device::cuda()), b.detach().to(Device::cuda()), rm_g,
                  rv_g, o);
-      expect_close(msg("batch_norm running_mean update ", update, " ", tag), rm_g.to_vector(), rm_c.to_vector(), tb,
-                   seed);
-      expect_close(msg("batch_norm running_var update ", update, " ", tag), rv_g.to_vector(), rv_c.to_vector(), tb,
-                   seed);
+      expect_close(msg("batch_norm running_mean update ", update, " ", tag), seed, rm_g.to_vector(), rm_c.to_vector(),
+                   tb);
+      expect_close(msg("batch_norm running_var update ", update, " ", tag), seed, rv_g.to_vector(), rv_c.to_vector(),
+                   tb);
     }
     expect_op_matches(
         "prelu " + tag, [](const auto& in) { return prelu(in[0], in[1]); },
@@ -874,8 +808,8 @@ TEST(CudaOps, InPlaceUpdatesConversionAndErrors) {
     add_(dg, sg, -0.7);
     scale_(d, 1.9);
     scale_(dg, 1.9);
-    expect_close(msg("add_ then scale_ ", dtype_name(dt)), dg.to_vector(), d.to_vector(),
-                 dt == DType::F32 ? Tol{5e-7, 5e-7} : Tol{2e-15, 2e-15}, seed);
+    expect_close(msg("add_ then scale_ ", dtype_name(dt)), seed, dg.to_vector(), d.to_vector(),
+                 dt == DType::F32 ? Tol{5e-7, 5e-7} : Tol{2e-15, 2e-15});
   }
   // Tensor::to(DType) on the device, every supported pair.
   Tensor x = rand_uniform({1001}, rng, -100, 100, DType::F64);
@@ -885,8 +819,8 @@ TEST(CudaOps, InPlaceUpdatesConversionAndErrors) {
       Tensor on_gpu = src.to(Device::cuda()).to(to);
       ASSERT_TRUE(on_gpu.device().is_cuda());
       ASSERT_EQ(on_gpu.dtype(), to);
-      expect_close(msg("to(", dtype_name(to), ") from ", dtype_name(from)), on_gpu.to_vector(), src.to(to).to_vector(),
-                   Tol{0, 0}, seed);
+      expect_close(msg("to(", dtype_name(to), ") from ", dtype_name(from)), seed, on_gpu.to_vector(),
+                   src.to(to).to_vector(), Tol{0, 0});
     }
   // Labels are validated on the host also when they live on the GPU.
   Tensor logits = Tensor::zeros({2, 5}, DType::F32, Device::cuda());
