@@ -20,6 +20,7 @@ run() {  # name seed extra-overrides...
   local out=$RUNS/$name/seed$seed
   if [ ! -f "$out/sharpness.json" ]; then
     echo "results-table: $(date +%H:%M:%S) training $name seed $seed" >&2
+    rm -rf "$out"  # an unfinished run (no sharpness.json yet) starts again from scratch
     "$BIN/flatface-train" -c configs/synth.toml train.seed="$seed" train.output="$out" train.epochs="$EPOCHS" \
       data.train="$DATA/train.rec" data.val= --save "$out/model.safetensors" --quiet "$@"
     "$BIN/flatface-eval" -m "$out/model.safetensors" -b "$DATA/open_set.bin" -b "$DATA/open_set_hard.bin" \
