@@ -23,13 +23,18 @@ BinPairs parse_bin_pairs(std::span<const uint8_t> data, const std::string& name)
            "): pairs need 2 images each");
   FF_CHECK(bins.items.size() == 2 * same.items.size(), name, ": pair count mismatch: ", bins.items.size(),
            " images make ", bins.items.size() / 2, " pairs but issame_list has ", same.items.size(), " flags");
-  BinPairs out;
-  out.images.reserve(bins.items.size());
+  // Memo references can name one image many times; the copies below must not outgrow the file.
+  uint64_t total = 0;
   for (size_t i = 0; i < bins.items.size(); ++i) {
     const PickleValue& v = *bins.items[i];
     FF_CHECK(v.kind == Kind::Bytes, name, ": image ", i, " is a ", pickle_kind_name(v.kind), ", expected bytes");
-    out.images.push_back(v.bytes);
+    total += v.bytes.size();
   }
+  FF_CHECK(total <= pickle_byte_budget(data.size()), name, ": expands to more image bytes than the file holds (", total,
+           " bytes of images from ", data.size(), " bytes): not a .bin pairs file");
+  BinPairs out;
+  out.images.reserve(bins.items.size());
+  for (const auto& v : bins.items) out.images.push_back(v->bytes);
   out.issame.reserve(same.items.size());
   for (size_t k = 0; k < same.items.size(); ++k) {
     const PickleValue& v = *same.items[k];

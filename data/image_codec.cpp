@@ -16,10 +16,12 @@
 namespace ff::data {
 namespace {
 
-// Refuse sizes no face image has, before allocating for them (a corrupt header can claim anything).
+// Refuse sizes no face image has, before allocating for them: a header of a few bytes can claim
+// anything, and 8192x8192 (67M pixels, 200 MB of RGB) is already far past any face photo.
+constexpr int64_t kMaxSide = 8192;
 void check_dimensions(const std::string& what, int64_t width, int64_t height) {
-  FF_CHECK(width > 0 && height > 0 && width <= 32768 && height <= 32768 && width * height <= (int64_t(1) << 28), what,
-           ": implausible image size ", width, "x", height);
+  FF_CHECK(width > 0 && height > 0 && width <= kMaxSide && height <= kMaxSide, what, ": implausible image size ", width,
+           "x", height, " (at most ", kMaxSide, "x", kMaxSide, ")");
 }
 
 // One turbojpeg handle per thread and direction: handles are not thread-safe and creating one per
@@ -59,8 +61,9 @@ Image decode_jpeg(std::span<const uint8_t> bytes) {
   check_dimensions(what, width, height);
   Image out(height, width, 3);
   // Warnings (e.g. "extraneous bytes before marker") are tolerated as in libjpeg, PIL and OpenCV; errors are not.
-  if (tjDecompress2(tj, bytes.data(), (unsigned long)bytes.size(), out.pixels.data(), width, 0, height, TJPF_RGB, 0) !=
-          0 &&
+  // LIMITSCANS refuses progressive files of more than 500 scans, which take minutes to decode.
+  if (tjDecompress2(tj, bytes.data(), (unsigned long)bytes.size(), out.pixels.data(), width, 0, height, TJPF_RGB,
+                    TJFLAG_LIMITSCANS) != 0 &&
       tjGetErrorCode(tj) != TJERR_WARNING)
     tj_fail(false, what);
   return out;
@@ -83,7 +86,10 @@ Image decode_png(std::span<const uint8_t> bytes) {
     throw Error(msg("cannot decode PNG (", bytes.size(), " bytes): ", p.img.message));
   check_dimensions(msg("cannot decode PNG (", bytes.size(), " bytes)"), p.img.width, p.img.height);
   // Read as RGBA (8-bit sRGB, not premultiplied) and drop alpha, so colours are kept as stored.
+  // Without the 16BIT_sRGB flag libpng takes 16-bit data lacking gAMA/sRGB as linear and brightens
+  // it on the way to 8 bits (51 -> 124); PIL and OpenCV just scale, so this does too.
   p.img.format = PNG_FORMAT_RGBA;
+  p.img.flags |= PNG_IMAGE_FLAG_16BIT_sRGB;
   std::vector<uint8_t> rgba(PNG_IMAGE_SIZE(p.img));
   if (!png_image_finish_read(&p.img, nullptr, rgba.data(), 0, nullptr))
     throw Error(msg("cannot decode PNG (", bytes.size(), " bytes): ", p.img.message));

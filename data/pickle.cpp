@@ -482,6 +482,9 @@ class Unpickler {
     if (enc != "latin1" && enc != "latin-1") fail("_codecs.encode with encoding '", enc, "' (only latin1 is allowed)");
     std::vector<uint32_t> cps;
     if (!decode_utf8(args.items[0]->bytes, cps)) fail("_codecs.encode argument is not valid UTF-8");
+    encoded_bytes_ += cps.size();
+    if (encoded_bytes_ > pickle_byte_budget(d_.size()))
+      fail("_codecs.encode calls expand to more image bytes than the file holds: not a .bin pairs file");
     Ref v = make(Kind::Bytes);
     v->bytes.reserve(cps.size());
     for (uint32_t cp : cps) {
@@ -496,6 +499,7 @@ class Unpickler {
   size_t pos_ = 0, op_at_ = 0;
   uint8_t op_ = 0;
   int proto_ = 0;
+  uint64_t encoded_bytes_ = 0;  // made by _codecs.encode, which a memoised argument could repeat without end
   std::vector<Ref> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, Ref> memo_;

@@ -27,6 +27,12 @@ struct PickleValue {
 // the call `_codecs.encode(str, 'latin1')` that Python 3 writes for bytes at protocol 2; it is
 // evaluated here as Latin-1 encoding. Any other opcode (GLOBAL, STACK_GLOBAL, REDUCE, BUILD, INST,
 // OBJ, NEWOBJ, dicts, sets, ...) throws ff::Error naming the opcode and its byte offset.
+// Memo references let a small file name one large string many times, so whatever turns the
+// parsed values into separate byte buffers (the images of a .bin, _codecs.encode results) stays
+// within this many bytes for a file of `file_size` bytes: each image of a real file is its own
+// string in it, and the slack allows some sharing.
+inline uint64_t pickle_byte_budget(size_t file_size) { return 2 * (uint64_t)file_size + 65536; }
+
 std::shared_ptr<const PickleValue> load_pickle(std::span<const uint8_t> data, const std::string& name);
 
 const char* pickle_kind_name(PickleValue::Kind kind);

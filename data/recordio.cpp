@@ -7,15 +7,18 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include "data/file_io.h"
 #include "data/image_folder.h"
+#include "engine/atomic_file.h"
 #include "engine/error.h"
 
 namespace ff::data {
@@ -215,53 +218,88 @@ std::vector<uint8_t> RecordIOReader::read(uint64_t key) const {
 
 // ---------------------------------------------------------------- writers
 
-RecordIOWriter::RecordIOWriter(const std::string& rec_path, const std::string& idx_path)
-    : rec_path_(rec_path), idx_path_(idx_path.empty() ? default_idx_path(rec_path) : idx_path) {
-  rec_.reset(std::fopen(rec_path_.c_str(), "wb"));
-  FF_CHECK(rec_, "cannot create RecordIO file '", rec_path_, "': ", std::strerror(errno));
-  idx_.reset(std::fopen(idx_path_.c_str(), "wb"));
-  FF_CHECK(idx_, "cannot create RecordIO index '", idx_path_, "': ", std::strerror(errno));
+namespace {
+std::string parent_dir(const std::string& path) {
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  return dir.empty() ? "." : dir.string();
 }
 
-RecordIOWriter::~RecordIOWriter() {
-  try {
-    close();
-  } catch (const std::exception& e) {
-    std::cerr << "flatface: " << e.what() << "\n";
+// A new file beside `path` that no other writer picks (pid plus a per-process counter), with the
+// mode fopen would give; its name goes to `tmp` as soon as it exists, so the caller can remove it.
+std::FILE* create_beside(const std::string& path, std::string& tmp) {
+  static std::atomic<uint64_t> counter{0};
+  const std::filesystem::path target(path);
+  for (int attempt = 0;; ++attempt) {
+    std::string name = msg(".", target.filename().string(), ".tmp.", ::getpid(), ".", counter++);
+    std::string candidate = (std::filesystem::path(parent_dir(path)) / name).string();
+    int fd = ::open(candidate.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0) {
+      tmp = candidate;
+      std::FILE* f = ::fdopen(fd, "wb");
+      if (f) return f;
+      int e = errno;
+      ::close(fd);
+      throw Error(msg("cannot open '", tmp, "' (to write '", path, "'): ", std::strerror(e)));
+    }
+    FF_CHECK(errno == EEXIST && attempt < 100, "cannot create a temporary file beside '", path,
+             "': ", std::strerror(errno));
   }
+}
+}  // namespace
+
+RecordIOWriter::TempFile::~TempFile() {
+  file.reset();
+  if (!tmp.empty()) ::unlink(tmp.c_str());
+}
+
+RecordIOWriter::RecordIOWriter(const std::string& rec_path, const std::string& idx_path) {
+  rec_.path = rec_path;
+  idx_.path = idx_path.empty() ? default_idx_path(rec_path) : idx_path;
+  FF_CHECK(rec_.path != idx_.path, "RecordIO: the index '", idx_.path, "' cannot be the record file itself");
+  rec_.file.reset(create_beside(rec_.path, rec_.tmp));
+  idx_.file.reset(create_beside(idx_.path, idx_.tmp));
 }
 
 uint64_t RecordIOWriter::write(uint64_t key, std::span<const uint8_t> payload) {
-  FF_CHECK(rec_, "RecordIOWriter: '", rec_path_, "' is closed");
+  FF_CHECK(rec_.file, "RecordIOWriter: '", rec_.path, "' is closed");
   std::vector<uint8_t> bytes = encode_record(payload);
   uint64_t at = offset_;
-  FF_CHECK(std::fwrite(bytes.data(), 1, bytes.size(), rec_.get()) == bytes.size(), "cannot write to '", rec_path_,
+  FF_CHECK(std::fwrite(bytes.data(), 1, bytes.size(), rec_.file.get()) == bytes.size(), "cannot write to '", rec_.tmp,
            "': ", std::strerror(errno));
-  FF_CHECK(std::fprintf(idx_.get(), "%llu\t%llu\n", (unsigned long long)key, (unsigned long long)at) > 0,
-           "cannot write to '", idx_path_, "': ", std::strerror(errno));
+  FF_CHECK(std::fprintf(idx_.file.get(), "%llu\t%llu\n", (unsigned long long)key, (unsigned long long)at) > 0,
+           "cannot write to '", idx_.tmp, "': ", std::strerror(errno));
   offset_ += bytes.size();
   return at;
 }
 
 void RecordIOWriter::overwrite(uint64_t offset, std::span<const uint8_t> payload, size_t old_payload_size) {
-  FF_CHECK(rec_, "RecordIOWriter: '", rec_path_, "' is closed");
+  FF_CHECK(rec_.file, "RecordIOWriter: '", rec_.path, "' is closed");
   std::vector<uint8_t> bytes = encode_record(payload);
   FF_CHECK(payload.size() == old_payload_size && bytes.size() == align4(8 + old_payload_size),
            "RecordIOWriter::overwrite: the new record must have the old one's size and no split");
-  std::FILE* f = rec_.get();
+  std::FILE* f = rec_.file.get();
   bool ok = std::fseek(f, (long)offset, SEEK_SET) == 0 &&
             std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size() && std::fseek(f, 0, SEEK_END) == 0;
-  FF_CHECK(ok, "cannot rewrite the record at offset ", offset, " of '", rec_path_, "': ", std::strerror(errno));
+  FF_CHECK(ok, "cannot rewrite the record at offset ", offset, " of '", rec_.tmp, "': ", std::strerror(errno));
 }
 
 void RecordIOWriter::close() {
-  if (!rec_) return;
-  bool rec_ok = std::fflush(rec_.get()) == 0 && !std::ferror(rec_.get());
-  bool idx_ok = std::fflush(idx_.get()) == 0 && !std::ferror(idx_.get());
-  rec_ok = (std::fclose(rec_.release()) == 0) && rec_ok;
-  idx_ok = (std::fclose(idx_.release()) == 0) && idx_ok;
-  FF_CHECK(rec_ok, "error writing '", rec_path_, "'");
-  FF_CHECK(idx_ok, "error writing '", idx_path_, "'");
+  if (closed_) return;
+  FF_CHECK(rec_.file && idx_.file, "RecordIOWriter: an earlier close() of '", rec_.path, "' failed");
+  for (TempFile* t : {&rec_, &idx_}) {
+    std::FILE* f = t->file.get();
+    bool ok = std::fflush(f) == 0 && !std::ferror(f) && ::fsync(::fileno(f)) == 0;
+    ok = (std::fclose(t->file.release()) == 0) && ok;
+    FF_CHECK(ok, "error writing '", t->tmp, "' (for '", t->path, "'): ", std::strerror(errno));
+  }
+  // Both files are complete before either replaces what is at its path.
+  for (TempFile* t : {&rec_, &idx_}) {
+    FF_CHECK(std::rename(t->tmp.c_str(), t->path.c_str()) == 0, "cannot rename '", t->tmp, "' to '", t->path,
+             "': ", std::strerror(errno));
+    t->tmp.clear();
+  }
+  closed_ = true;
+  for (TempFile* t : {&rec_, &idx_}) sync_directory(parent_dir(t->path), t->path);
 }
 
 namespace {
@@ -280,16 +318,8 @@ RecordWriter::RecordWriter(const std::string& rec_path, const std::string& idx_p
   out_.write(0, header);
 }
 
-RecordWriter::~RecordWriter() {
-  try {
-    close();
-  } catch (const std::exception& e) {
-    std::cerr << "flatface: " << e.what() << "\n";
-  }
-}
-
 void RecordWriter::add(std::span<const uint8_t> encoded_image, int64_t label) {
-  FF_CHECK(!closed_, "RecordWriter: '", rec_path_, "' is closed");
+  FF_CHECK(!closing_, "RecordWriter: '", rec_path_, "' is closed");
   FF_CHECK(label >= 0 && (uint64_t)label < kMaxExactFloat, "RecordWriter: label ", label, " of image ", next_key_,
            " is not in [0, 2^24)");
   FF_CHECK(ranges_.empty() || (size_t)label + 1 >= ranges_.size(), "RecordWriter: label ", label, " of image ",
@@ -306,7 +336,8 @@ void RecordWriter::add(std::span<const uint8_t> encoded_image, int64_t label) {
 
 void RecordWriter::close() {
   if (closed_) return;
-  closed_ = true;
+  FF_CHECK(!closing_, "RecordWriter: an earlier close() of '", rec_path_, "' failed, so nothing was written");
+  closing_ = true;
   uint64_t a = next_key_, b = a + ranges_.size();
   FF_CHECK(b < kMaxExactFloat, "RecordWriter: ", b, " records do not fit float32 key ranges");
   for (size_t c = 0; c < ranges_.size(); ++c) {
@@ -317,6 +348,7 @@ void RecordWriter::close() {
   }
   out_.overwrite(0, face_header((float)a, (float)b), header_payload_size_);
   out_.close();
+  closed_ = true;
 }
 
 size_t pack_image_folder(const std::string& root, const std::string& rec_path, const std::string& idx_path,
@@ -339,11 +371,11 @@ RecordDataset::RecordDataset(const std::string& rec_path, const std::string& idx
     : reader_(rec_path, idx_path), options_(options) {
   std::vector<uint8_t> storage;
   if (reader_.contains(0)) {
-    RecordPayload p0 = parse_payload(reader_.payload_at(reader_.offset(0), storage));
+    RecordPayload p0 = payload(0, reader_.offset(0), storage);
     face_layout_ = p0.header.flag == 2 && p0.image.empty();
   }
   if (face_layout_) {
-    RecordPayload p0 = parse_payload(reader_.payload_at(reader_.offset(0), storage));
+    RecordPayload p0 = payload(0, reader_.offset(0), storage);
     float a = p0.labels[0], b = p0.labels[1];
     FF_CHECK(a >= 1 && b >= a && a == std::floor(a) && b == std::floor(b) && b < (float)kMaxExactFloat, rec_path,
              ": record 0 (face layout header) has labels (", a, ", ", b, "), expected integers 1 <= a <= b");
@@ -363,21 +395,21 @@ RecordDataset::RecordDataset(const std::string& rec_path, const std::string& idx
     // im2rec files (and face headers without identity records) say nothing about the class count.
     int64_t max_label = -1;
     for (size_t i = 0; i < keys_.size(); ++i) {
-      RecordPayload p = payload(i, storage);
+      RecordPayload p = payload(keys_[i], offsets_[i], storage);
       max_label = std::max(max_label, checked_label(keys_[i], p, INT64_MAX));
     }
     num_classes_ = max_label + 1;
   }
 }
 
-RecordPayload RecordDataset::payload(size_t i, std::vector<uint8_t>& storage) const {
+RecordPayload RecordDataset::payload(uint64_t key, uint64_t offset, std::vector<uint8_t>& storage) const {
   try {
-    return parse_payload(reader_.payload_at(offsets_[i], storage));
+    return parse_payload(reader_.payload_at(offset, storage));
   } catch (const Error& e) {
     // Reader messages start with the file name; say which key instead of repeating it.
     std::string what = e.what(), prefix = reader_.path() + ": ";
     if (what.rfind(prefix, 0) == 0) what = what.substr(prefix.size());
-    throw Error(msg(describe(i), ": ", what));
+    throw Error(msg(reader_.path(), " key ", key, ": ", what));
   }
 }
 
@@ -385,15 +417,19 @@ int64_t RecordDataset::checked_label(uint64_t key, const RecordPayload& p, int64
   float v = p.class_label();
   FF_CHECK(std::isfinite(v) && v == std::floor(v), reader_.path(), " key ", key, ": label ", v,
            " is not an integer class id");
-  FF_CHECK(v >= 0 && (double)v < (double)num_classes, reader_.path(), " key ", key, ": label ", (int64_t)v,
-           " is out of range [0, ", num_classes, ")");
+  // Past 2^24 float32 no longer holds every integer and the writer refuses such labels, so a larger
+  // one is corrupt; plain im2rec files would otherwise take it as the class count. v is printed as a
+  // float: it may not fit int64.
+  const int64_t limit = std::min<int64_t>(num_classes, kMaxExactFloat);
+  FF_CHECK(v >= 0 && (double)v < (double)limit, reader_.path(), " key ", key, ": label ", v, " is out of range [0, ",
+           limit, ")");
   return (int64_t)v;
 }
 
 int64_t RecordDataset::label(size_t i) const {
   FF_CHECK(i < keys_.size(), "RecordDataset: index ", i, " out of range (", keys_.size(), " images)");
   std::vector<uint8_t> storage;
-  return checked_label(keys_[i], payload(i, storage), num_classes_);
+  return checked_label(keys_[i], payload(keys_[i], offsets_[i], storage), num_classes_);
 }
 
 std::string RecordDataset::describe(size_t i) const { return msg(reader_.path(), " key ", keys_.at(i)); }
@@ -406,7 +442,7 @@ Sample RecordDataset::get(size_t i) const {
   std::string first_error;
   for (size_t t = 0; t < tries; ++t) {
     size_t j = (i + t) % keys_.size();
-    RecordPayload p = payload(j, storage);
+    RecordPayload p = payload(keys_[j], offsets_[j], storage);
     int64_t lab = checked_label(keys_[j], p, num_classes_);
     try {
       return Sample{decode_image(p.image, options_.decode), lab};
@@ -434,10 +470,15 @@ std::pair<uint64_t, uint64_t> RecordDataset::identity_range(int64_t c) const {
   FF_CHECK(c >= 0 && c < num_classes_, reader_.path(), ": class ", c, " out of range [0, ", num_classes_, ")");
   uint64_t key = identity_begin_ + (uint64_t)c;
   std::vector<uint8_t> storage;
-  RecordPayload p = parse_payload(reader_.payload_at(reader_.offset(key), storage));
+  RecordPayload p = payload(key, reader_.offset(key), storage);
   FF_CHECK(p.header.flag == 2, reader_.path(), " key ", key, ": identity record has flag ", p.header.flag,
            ", expected 2");
-  return {(uint64_t)p.labels[0], (uint64_t)p.labels[1]};
+  // Checked before the casts to integers, which are undefined for NaN, negative or huge floats.
+  float begin = p.labels[0], end = p.labels[1];
+  auto is_key = [](float k) { return k >= 0 && k < (float)kMaxExactFloat && k == std::floor(k); };
+  FF_CHECK(is_key(begin) && is_key(end) && begin <= end, reader_.path(), " key ", key, ": identity record has labels (",
+           begin, ", ", end, "), expected an image-key range of integers 0 <= start <= end < 2^24");
+  return {(uint64_t)begin, (uint64_t)end};
 }
 
 }  // namespace ff::data

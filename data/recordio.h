@@ -66,36 +66,45 @@ class RecordIOReader {
   std::vector<std::pair<uint64_t, uint64_t>> index_;
 };
 
-// Writes records and their index lines; keys are whatever the caller gives.
+// Writes records and their index lines; keys are whatever the caller gives. Both files are written
+// under temporary names beside their paths and renamed into place only by a successful close(), so
+// a write that fails part way never leaves a truncated pair that reads as complete, and files
+// already at the paths stay as they were until then.
 class RecordIOWriter {
  public:
   RecordIOWriter(const std::string& rec_path, const std::string& idx_path);
-  ~RecordIOWriter();  // closes; errors then go to stderr, so call close() to see them
+  ~RecordIOWriter() = default;  // without a successful close(): removes the temporaries
   RecordIOWriter(const RecordIOWriter&) = delete;
   RecordIOWriter& operator=(const RecordIOWriter&) = delete;
 
   uint64_t write(uint64_t key, std::span<const uint8_t> payload);  // returns the record's offset
   // Replaces the record at `offset` by one of exactly the same encoded length (used for headers).
   void overwrite(uint64_t offset, std::span<const uint8_t> payload, size_t old_payload_size);
-  void close();
+  void close();  // flushes and syncs both files, then renames them into place
 
  private:
   struct FileCloser {
     void operator()(std::FILE* f) const { std::fclose(f); }
   };
-  std::string rec_path_, idx_path_;
-  std::unique_ptr<std::FILE, FileCloser> rec_, idx_;
+  // One output under its temporary name, removed unless close() renamed it into place.
+  struct TempFile {
+    std::string path, tmp;
+    std::unique_ptr<std::FILE, FileCloser> file;
+    ~TempFile();
+  };
+  TempFile rec_, idx_;
   uint64_t offset_ = 0;
+  bool closed_ = false;
 };
 
 // Writes the face layout one image at a time: record 0 (flag 2, labels (a, b)), images as keys
 // 1 … a−1 with their class label, then at close one identity record per class (keys a … b−1,
 // labels = that class's image-key range [start, end)). Labels must come in non-decreasing order;
-// a class with no image gets an empty range.
+// a class with no image gets an empty range. Only close() puts the files in place: a writer
+// destroyed without it (an exception part way) writes nothing, as RecordIOWriter.
 class RecordWriter {
  public:
   RecordWriter(const std::string& rec_path, const std::string& idx_path);
-  ~RecordWriter();
   RecordWriter(const RecordWriter&) = delete;
   RecordWriter& operator=(const RecordWriter&) = delete;
 
@@ -109,11 +118,12 @@ class RecordWriter {
   uint64_t next_key_ = 1;
   std::vector<std::pair<uint64_t, uint64_t>> ranges_;  // per class: [first key, end key)
   size_t header_payload_size_ = 0;
-  bool closed_ = false;
+  bool closing_ = false, closed_ = false;  // closing_ stays set when close() fails: nothing is written then
 };
 
 // Packs root/<identity>/<image> into the face layout, class ids by sorted identity name. Image
 // bytes are copied as they are (only their JPEG/PNG magic is checked). Returns the image count.
+// When it throws (an unreadable or non-image file), no output is written and old files stay.
 // `progress`, when set, is called with (images written, total) after each image.
 size_t pack_image_folder(const std::string& root, const std::string& rec_path, const std::string& idx_path,
                          const std::function<void(size_t, size_t)>& progress = {});
@@ -128,7 +138,7 @@ struct RecordDatasetOptions {
 // Images of a RecordIO file. Face layout (record 0 has flag 2, no image, labels (a, b)): images are
 // keys 1 … a−1 and num_classes is the identity count b − a; opening reads only record 0. Otherwise
 // (plain im2rec) every key is an image and num_classes = max label + 1, which takes one pass over
-// the record headers at open. Labels are checked (integral, in range) whenever they are read.
+// the record headers at open. Labels are checked (integers in [0, min(num_classes, 2^24))) whenever they are read.
 class RecordDataset : public Dataset {
  public:
   explicit RecordDataset(const std::string& rec_path, const std::string& idx_path = "",
@@ -146,7 +156,8 @@ class RecordDataset : public Dataset {
   std::vector<uint64_t> skipped() const;
 
  private:
-  RecordPayload payload(size_t i, std::vector<uint8_t>& storage) const;  // errors name the key
+  // Parses the record of `key` at `offset`; errors name the file and key.
+  RecordPayload payload(uint64_t key, uint64_t offset, std::vector<uint8_t>& storage) const;
   int64_t checked_label(uint64_t key, const RecordPayload& p, int64_t num_classes) const;
   RecordIOReader reader_;
   RecordDatasetOptions options_;

@@ -21,6 +21,27 @@ using nlohmann::json;
 
 // The reference implementation refuses larger headers; so does this reader, before allocating.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+// A header nests 3 levels ({"name": {"shape": [...]}}); much deeper is no header, and nlohmann
+// functions that recurse (dump(), copies) would overflow the stack on it.
+constexpr int kMaxJsonDepth = 8;
+
+// Header text quoted in a one-line message: its start only.
+std::string clip(const std::string& text, size_t n) { return text.size() > n ? text.substr(0, n) + "..." : text; }
+
+// A wrong value for a message: its type and, for a scalar, the start of its text. Never the
+// whole dump(), which recurses through nesting and can be megabytes long.
+std::string describe(const json& v) {
+  if (v.is_null()) return "null";
+  if (v.is_structured()) return msg("an ", v.type_name(), " of ", v.size(), " items");
+  return msg(v.type_name(), " ", clip(v.dump(-1, ' ', false, json::error_handler_t::replace), 40));
+}
+
+// A shape for messages, cut after a few dimensions.
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size() && i < 8; ++i) s += msg(i ? ", " : "", shape[i]);
+  return s + (shape.size() > 8 ? ", ...]" : "]");
+}
 
 struct DTypeName {
   const char* name;
@@ -49,39 +70,40 @@ DType parse_dtype(const std::string& path, const std::string& tensor, const std:
 
 uint64_t parse_offset(const std::string& path, const std::string& tensor, const json& v) {
   FF_CHECK(v.is_number_unsigned(), path, ": tensor '", tensor, "': data_offsets must be non-negative integers, got ",
-           v.dump());
+           describe(v));
   return v.get<uint64_t>();
 }
 
 SafetensorsEntry parse_entry(const std::string& path, const std::string& name, const json& v) {
-  FF_CHECK(v.is_object(), path, ": tensor '", name, "': entry must be an object, got ", v.dump());
+  FF_CHECK(v.is_object(), path, ": tensor '", name, "': entry must be an object, got ", describe(v));
   for (const char* key : {"dtype", "shape", "data_offsets"})
     FF_CHECK(v.contains(key), path, ": tensor '", name, "' has no '", key, "'");
   SafetensorsEntry e;
   e.name = name;
-  FF_CHECK(v["dtype"].is_string(), path, ": tensor '", name, "': dtype must be a string, got ", v["dtype"].dump());
+  FF_CHECK(v["dtype"].is_string(), path, ": tensor '", name, "': dtype must be a string, got ", describe(v["dtype"]));
   e.dtype = parse_dtype(path, name, v["dtype"].get<std::string>());
   const json& shape = v["shape"];
-  FF_CHECK(shape.is_array(), path, ": tensor '", name, "': shape must be an array, got ", shape.dump());
+  FF_CHECK(shape.is_array(), path, ": tensor '", name, "': shape must be an array, got ", describe(shape));
   uint64_t numel = 1;
   for (const json& d : shape) {
-    FF_CHECK(d.is_number_unsigned() && d.get<uint64_t>() <= (uint64_t)INT64_MAX, path, ": tensor '", name, "': shape ",
-             shape.dump(), " must hold non-negative integers");
+    FF_CHECK(d.is_number_unsigned() && d.get<uint64_t>() <= (uint64_t)INT64_MAX, path, ": tensor '", name,
+             "': shape must hold non-negative integers, got ", describe(d), " at index ", e.shape.size());
     uint64_t n = d.get<uint64_t>();
-    FF_CHECK(n == 0 || numel <= ((uint64_t)INT64_MAX / 8) / n, path, ": tensor '", name, "': shape ", shape.dump(),
-             " is too large");
+    FF_CHECK(n == 0 || numel <= ((uint64_t)INT64_MAX / 8) / n, path, ": tensor '", name,
+             "': shape is too large (over 2^60 elements)");
     numel *= n;
     e.shape.push_back((int64_t)n);
   }
   const json& off = v["data_offsets"];
   FF_CHECK(off.is_array() && off.size() == 2, path, ": tensor '", name, "': data_offsets must be [begin, end], got ",
-           off.dump());
+           describe(off));
   e.begin = parse_offset(path, name, off[0]);
   e.end = parse_offset(path, name, off[1]);
-  FF_CHECK(e.begin <= e.end, path, ": tensor '", name, "': data_offsets ", off.dump(), " end before they begin");
+  FF_CHECK(e.begin <= e.end, path, ": tensor '", name, "': data_offsets [", e.begin, ", ", e.end,
+           "] end before they begin");
   uint64_t bytes = numel * dtype_size(e.dtype);
-  FF_CHECK(e.end - e.begin == bytes, path, ": tensor '", name, "': data_offsets ", off.dump(), " span ",
-           e.end - e.begin, " bytes but ", v["dtype"].get<std::string>(), shape.dump(), " needs ", bytes);
+  FF_CHECK(e.end - e.begin == bytes, path, ": tensor '", name, "': data_offsets [", e.begin, ", ", e.end, "] span ",
+           e.end - e.begin, " bytes but ", v["dtype"].get<std::string>(), shape_text(e.shape), " needs ", bytes);
   return e;
 }
 
@@ -125,13 +147,16 @@ std::vector<SafetensorsEntry> parse_header(const std::string& path, OpenedFile& 
   auto on_event = [&](int depth, json::parse_event_t ev, json& parsed) {
     if (ev == json::parse_event_t::key && depth == 1 && !keys.insert(parsed.get<std::string>()).second)
       repeated = parsed.get<std::string>();
+    bool opens = ev == json::parse_event_t::object_start || ev == json::parse_event_t::array_start;
+    FF_CHECK(!opens || depth < kMaxJsonDepth, path, ": not a safetensors file: the header nests JSON deeper than ",
+             kMaxJsonDepth, " levels");
     return true;
   };
   json header;
   try {
     header = json::parse(text, on_event);
   } catch (const json::exception& e) {
-    throw Error(msg(path, ": not a safetensors file: header is not valid JSON: ", e.what()));
+    throw Error(msg(path, ": not a safetensors file: header is not valid JSON: ", clip(e.what(), 200)));
   }
   FF_CHECK(header.is_object(), path, ": header must be a JSON object, got ", header.type_name());
   FF_CHECK(repeated.empty(), path, ": tensor '", repeated, "' appears more than once in the header");
@@ -139,9 +164,9 @@ std::vector<SafetensorsEntry> parse_header(const std::string& path, OpenedFile& 
   std::vector<SafetensorsEntry> entries;
   for (const auto& [name, v] : header.items()) {
     if (name == "__metadata__") {
-      FF_CHECK(v.is_object(), path, ": __metadata__ must be an object of strings, got ", v.dump());
+      FF_CHECK(v.is_object(), path, ": __metadata__ must be an object of strings, got ", describe(v));
       for (const auto& [k, s] : v.items()) {
-        FF_CHECK(s.is_string(), path, ": __metadata__ value of '", k, "' must be a string, got ", s.dump());
+        FF_CHECK(s.is_string(), path, ": __metadata__ value of '", k, "' must be a string, got ", describe(s));
         if (metadata) (*metadata)[k] = s.get<std::string>();
       }
       continue;

@@ -131,6 +131,27 @@ TEST(BinPairs, HandAssembledOpcodesThePythonFixturesLack) {
   EXPECT_EQ(v->items[3]->integer, 0);
 }
 
+// One memoised string named many times: a small file must not expand into copies of it.
+TEST(BinPairs, MemoReferencesCannotMultiplyImageBytes) {
+  const std::string big(100000, 'x'), len = "\xa0\x86\x01\x00"s;  // 100000 little-endian
+  const int images = 100;
+  auto flags = "](" + std::string(images / 2, '\x88') + "e\x86.";
+  std::string gets;
+  for (int i = 1; i < images; ++i) gets += "h\x00"s;
+  auto bomb = bytes_of("\x80\x04](B"s + len + big + "\x94" + gets + "e" + flags);
+  expect_error([&] { parse_bin_pairs(bomb, "bomb.bin"); },
+               {"bomb.bin", "expands to more image bytes than the file holds", "not a .bin pairs file"});
+  // The same through _codecs.encode(memoised str, 'latin1') calls.
+  std::string calls = "c_codecs\nencode\nq\x01X"s + len + big + "X\x06\x00\x00\x00latin1\x86q\x02R"s;
+  for (int i = 1; i < images; ++i) calls += "h\x01h\x02R"s;
+  auto encoded = bytes_of("\x80\x02]("s + calls + "e" + flags);
+  expect_error([&] { parse_bin_pairs(encoded, "enc.bin"); },
+               {"enc.bin", "REDUCE", "expand to more image bytes than the file holds", "not a .bin pairs file"});
+  // A few shared references, as a real file may hold, still load.
+  auto shared = bytes_of("\x80\x04](B"s + len + big + "\x94h\x00"s + "e](\x88"s + "e\x86.");
+  EXPECT_EQ(parse_bin_pairs(shared, "shared.bin").images.size(), 2u);
+}
+
 TEST(BinPairs, OddImageCountAndPairMismatch) {
   expect_error([] { read_bin_pairs(fixture("bins/odd.bin")); }, {"odd.bin", "odd number of images (3)"});
   expect_error([] { read_bin_pairs(fixture("bins/mismatch.bin")); },

@@ -2,6 +2,7 @@
 #include "data/image_codec.h"
 
 #include <gtest/gtest.h>
+#include <png.h>
 
 #include <cstdlib>
 
@@ -131,6 +132,65 @@ TEST(ImageCodec, UndecodableBytesSayWhat) {
   auto png_short = read_file_bytes(fixture("images/rgb.png"));
   png_short.resize(40);
   expect_error([&] { decode_image(png_short); }, {"cannot decode PNG"});
+}
+
+// The JPEG with its frame header (SOF) claiming height x width; the scan data stays the original's.
+std::vector<uint8_t> jpeg_claiming(std::vector<uint8_t> jpg, int height, int width) {
+  for (size_t i = 2; i + 9 < jpg.size(); i += 2 + (jpg[i + 2] << 8 | jpg[i + 3])) {
+    EXPECT_EQ(jpg[i], 0xFF) << "not a marker at " << i;
+    if (jpg[i + 1] >= 0xC0 && jpg[i + 1] <= 0xC2) {
+      jpg[i + 5] = (uint8_t)(height >> 8), jpg[i + 6] = (uint8_t)height;
+      jpg[i + 7] = (uint8_t)(width >> 8), jpg[i + 8] = (uint8_t)width;
+      return jpg;
+    }
+  }
+  ADD_FAILURE() << "no SOF marker";
+  return jpg;
+}
+
+// A PNG from libpng's low-level writer: only IHDR, IDAT and IEND, so no gAMA or sRGB chunk.
+std::vector<uint8_t> plain_png(int width, int height, int bit_depth, int color_type, const std::vector<uint8_t>& rows) {
+  std::vector<uint8_t> out;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png_create_info_struct(png);
+  png_set_write_fn(
+      png, &out,
+      [](png_structp p, png_bytep data, size_t n) {
+        auto* v = static_cast<std::vector<uint8_t>*>(png_get_io_ptr(p));
+        v->insert(v->end(), data, data + n);
+      },
+      nullptr);
+  png_set_IHDR(png, info, width, height, bit_depth, color_type, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  for (int y = 0; y < height; ++y) png_write_row(png, rows.data() + rows.size() / height * y);
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+  return out;
+}
+
+TEST(ImageCodec, RefusesHugeClaimedSizesBeforeDecoding) {
+  auto jpg = read_file_bytes(fixture("images/rgb.jpg"));
+  expect_error([&] { decode_image(jpeg_claiming(jpg, 16384, 16384)); },
+               {"cannot decode JPEG", "16384x16384", "8192x8192"});
+  expect_error([&] { decode_image(jpeg_claiming(jpg, 8, 8193)); }, {"implausible image size 8193x8"});
+  EXPECT_EQ(decode_image(jpeg_claiming(jpg, 8, 8)).width, 8);  // the patch itself keeps a valid file
+  expect_error([&] { decode_image(plain_png(8193, 1, 8, PNG_COLOR_TYPE_GRAY, std::vector<uint8_t>(8193))); },
+               {"cannot decode PNG", "8193x1"});
+  EXPECT_EQ(decode_image(plain_png(8192, 1, 8, PNG_COLOR_TYPE_GRAY, std::vector<uint8_t>(8192))).width, 8192);
+}
+
+// 16-bit PNGs without gAMA/sRGB (as OpenCV and PIL write them) come down to 8 bits by scaling.
+TEST(ImageCodec, SixteenBitPngScalesLikePilAndOpenCv) {
+  const std::vector<int> values = {0, 255, 13107, 13056, 1000, 32768, 40000, 51000, 65280, 65535};
+  std::vector<uint8_t> row;  // RGB, big-endian: each value in R, G and B of its own pixel
+  for (int v : values)
+    for (int c = 0; c < 3; ++c) row.insert(row.end(), {(uint8_t)(v >> 8), (uint8_t)v});
+  Image img = decode_image(plain_png((int)values.size(), 1, 16, PNG_COLOR_TYPE_RGB, row));
+  ASSERT_EQ(img.width, (int)values.size());
+  for (size_t i = 0; i < values.size(); ++i)
+    for (int c = 0; c < 3; ++c)
+      EXPECT_LE(std::abs(img.at(0, (int)i)[c] - (values[i] >> 8)), 1) << "16-bit value " << values[i];
 }
 
 TEST(ImageCodec, EncodersCheckTheirInput) {

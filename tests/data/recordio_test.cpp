@@ -3,9 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <thread>
 
 #include "data/file_io.h"
@@ -209,6 +211,45 @@ TEST(RecordIO, PacksImageFolderLikeImageFolderDataset) {
   }
 }
 
+// Files in a folder, as names.
+std::vector<std::string> listing(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  for (auto& e : std::filesystem::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+TEST(RecordIO, FailedPackWritesNothingAndKeepsOldFiles) {
+  TempDir dir;
+  auto png = read_file_bytes(fixture("images/rgb.png"));
+  for (std::string id : {"amy", "bob"}) {
+    std::filesystem::create_directories(dir.path / "faces" / id);
+    write_file_bytes(dir / ("faces/" + id + "/1.png"), png);
+  }
+  std::filesystem::create_directories(dir.path / "out");
+  write_file_bytes(dir / "faces/amy/2.png",
+                   std::vector<uint8_t>{'n', 'o', 'p', 'e'});  // between amy/1.png and bob/1.png
+  expect_error([&] { pack_image_folder(dir / "faces", dir / "out/train.rec", dir / "out/train.idx"); },
+               {"amy/2.png", "not a JPEG or PNG"});
+  EXPECT_EQ(listing(dir.path / "out"), std::vector<std::string>{}) << "a failed pack must leave no files";
+  // A good pair at the paths survives a failed pack untouched.
+  std::filesystem::remove(dir.path / "faces/amy/2.png");
+  ASSERT_EQ(pack_image_folder(dir / "faces", dir / "out/train.rec", dir / "out/train.idx"), 2u);
+  auto rec = read_file_bytes(dir / "out/train.rec"), idx = read_file_bytes(dir / "out/train.idx");
+  write_file_bytes(dir / "faces/amy/2.png", std::vector<uint8_t>{'n', 'o', 'p', 'e'});
+  EXPECT_THROW(pack_image_folder(dir / "faces", dir / "out/train.rec", dir / "out/train.idx"), Error);
+  EXPECT_EQ(listing(dir.path / "out"), (std::vector<std::string>{"train.idx", "train.rec"}));
+  EXPECT_EQ(read_file_bytes(dir / "out/train.rec"), rec);
+  EXPECT_EQ(read_file_bytes(dir / "out/train.idx"), idx);
+  EXPECT_EQ(RecordDataset(dir / "out/train.rec").size(), 2u);
+  {
+    RecordWriter w(dir / "out/w.rec", dir / "out/w.idx");
+    w.add(png, 0);
+  }  // destroyed without close(): nothing written
+  EXPECT_EQ(listing(dir.path / "out"), (std::vector<std::string>{"train.idx", "train.rec"}));
+  expect_error([&] { RecordIOWriter w(dir / "out/x.idx", dir / "out/x.idx"); }, {"x.idx", "cannot be the record file"});
+}
+
 TEST(RecordIO, GetIsThreadSafe) {
   RecordDataset ds(fixture("rec/face.rec"), fixture("rec/face.idx"), {{8, 8, true}, false});
   std::vector<std::vector<uint8_t>> want;
@@ -316,7 +357,8 @@ TEST(RecordIOBadInput, LabelOutOfRange) {
     RecordWriter w(dir / "face.rec", dir / "face.idx");
     w.add(png, 0);
     w.add(png, 1);
-  }  // closed by the destructor
+    w.close();
+  }
   // Rewrite key 2's label to 5 with only 2 identities: detected when the label is read.
   RecordIOReader r(dir / "face.rec", dir / "face.idx");
   auto bytes = read_file_bytes(dir / "face.rec");
@@ -328,6 +370,71 @@ TEST(RecordIOBadInput, LabelOutOfRange) {
   EXPECT_EQ(ds.label(0), 0);
   expect_error([&] { ds.label(1); }, {"face5.rec key 2", "label 5 is out of range [0, 2)"});
   expect_error([&] { ds.get(1); }, {"label 5 is out of range"});
+}
+
+// Labels float32 cannot hold exactly (and the writer refuses) are corrupt, not a class count.
+TEST(RecordIOBadInput, HugeAndNonFiniteLabels) {
+  TempDir dir;
+  auto png = read_file_bytes(fixture("images/rgb.png"));
+  write_plain(dir / "huge.rec", {0, 36028797018963968.0f}, png);  // 2^55
+  expect_error([&] { RecordDataset ds(dir / "huge.rec"); },
+               {"huge.rec key 1", "label 3.60288e+16 is out of range [0, 16777216)"});
+  write_plain(dir / "big.rec", {0, 16777216.0f}, png);  // 2^24
+  expect_error([&] { RecordDataset ds(dir / "big.rec"); }, {"big.rec key 1", "out of range [0, 16777216)"});
+  write_plain(dir / "over.rec", {1e30f}, png);  // past int64: printed as the float
+  expect_error([&] { RecordDataset ds(dir / "over.rec"); }, {"over.rec key 0", "label 1e+30 is out of range"});
+  write_plain(dir / "nan.rec", {0, std::nanf("")}, png);
+  expect_error([&] { RecordDataset ds(dir / "nan.rec"); }, {"nan.rec key 1", "is not an integer class id"});
+  write_plain(dir / "top.rec", {0, 16777215.0f}, png);  // the largest allowed label
+  EXPECT_EQ(RecordDataset(dir / "top.rec").num_classes(), 16777216);
+}
+
+// A face-layout file of 3 images in 2 classes, its bytes, and where key k's payload starts.
+struct SmallFace {
+  TempDir dir;
+  std::vector<uint8_t> bytes;
+  std::unique_ptr<RecordIOReader> reader;
+  SmallFace() {
+    auto png = read_file_bytes(fixture("images/rgb.png"));
+    RecordWriter w(dir / "f.rec", dir / "f.idx");
+    w.add(png, 0);
+    w.add(png, 0);
+    w.add(png, 1);
+    w.close();
+    bytes = read_file_bytes(dir / "f.rec");
+    reader = std::make_unique<RecordIOReader>(dir / "f.rec", dir / "f.idx");
+  }
+  size_t payload_at(uint64_t key) { return reader->offset(key) + 8; }
+  void set(size_t at, auto value) { std::memcpy(bytes.data() + at, &value, sizeof value); }
+  // Saves the patched bytes as bad.rec (+ bad.idx) and returns its path.
+  std::string save() {
+    write_file_bytes(dir / "bad.rec", bytes);
+    std::filesystem::copy_file(dir / "f.idx", dir / "bad.idx", std::filesystem::copy_options::overwrite_existing);
+    return dir / "bad.rec";
+  }
+};
+
+TEST(RecordIOBadInput, CorruptIdentityRanges) {
+  for (float bad : {std::nanf(""), -1.0f, 1e30f, 2.5f}) {
+    SmallFace f;
+    f.set(f.payload_at(4) + 24, bad);  // key 4 = a: class 0's identity record, its first label
+    RecordDataset ds(f.save());
+    EXPECT_EQ(ds.identity_range(1), (std::pair<uint64_t, uint64_t>{3, 4}));
+    expect_error([&] { ds.identity_range(0); }, {"bad.rec key 4", "identity record has labels", "image-key range"});
+  }
+  SmallFace f;
+  f.set(f.payload_at(4) + 24, 4.0f);  // start after end
+  RecordDataset ds(f.save());
+  expect_error([&] { ds.identity_range(0); }, {"bad.rec key 4", "labels (4, 3)"});
+}
+
+TEST(RecordIOBadInput, HeaderAndIdentityParseErrorsNameFileAndKey) {
+  SmallFace f;
+  f.set(f.payload_at(5), uint32_t(200));  // class 1's identity record announces 200 labels
+  RecordDataset ds(f.save());
+  expect_error([&] { ds.identity_range(1); }, {"bad.rec key 5: IRHeader flag 200"});
+  f.set(f.payload_at(0), uint32_t(200));  // so does record 0
+  expect_error([&] { RecordDataset bad(f.save()); }, {"bad.rec key 0: IRHeader flag 200"});
 }
 
 TEST(RecordIOBadInput, UndecodableImageErrorsOrIsSkipped) {

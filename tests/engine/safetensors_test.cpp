@@ -176,6 +176,37 @@ TEST(Safetensors, MalformedFilesGiveClearErrors) {
   expect_load_error(dir.file("missing.safetensors"), {"cannot read"});
 }
 
+// A deeply nested header (valid JSON, 2 MB) must not crash the reader, and no message may paste a
+// megabyte of header.
+TEST(Safetensors, DeepOrHugeHeaderValuesGiveShortErrors) {
+  ScratchDir dir;
+  const size_t depth = 1'000'000;
+  std::string path = dir.file("deep.safetensors");
+  write_all(path, file_bytes("{\"t\":" + std::string(depth, '[') + std::string(depth, ']') + "}", ""));
+  expect_load_error(path, {"nests JSON deeper than 8 levels"});
+  write_all(path, file_bytes("{\"t\":[[[[[[[[1]]]]]]]]}", ""));  // 9 levels
+  expect_load_error(path, {"nests JSON deeper than 8 levels"});
+  write_all(path, file_bytes("{\"t\":[[[[[[[1]]]]]]]}", ""));  // 8 levels: only the entry is wrong
+  expect_load_error(path, {"'t': entry must be an object, got an array"});
+  // A megabyte string, a long number (the JSON error quotes it), a long array.
+  std::string long_string(1'000'000, 'x'), long_number(500'000, '1'), long_array(999'999, ',');
+  long_string.front() = long_string.back() = '"';
+  long_number.front() = '[', long_number.back() = ']';
+  for (size_t i = 1; i + 1 < long_array.size(); i += 2) long_array[i] = '1';
+  long_array.front() = '[', long_array.back() = ']';
+  for (const std::string& entry : {long_string, long_number, long_array}) {
+    write_all(path, file_bytes("{\"t\":" + entry + "}", ""));
+    try {
+      (void)load_safetensors(path);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      std::string m = e.what();
+      EXPECT_LT(m.size(), 500u) << m.substr(0, 500);
+      EXPECT_NE(m.find(path), std::string::npos) << m.substr(0, 300);
+    }
+  }
+}
+
 // Files of other kinds passed as a model: one line saying it is not a safetensors file, with the detail.
 TEST(Safetensors, OtherFilesAreCalledNotSafetensors) {
   ScratchDir dir;
