@@ -42,7 +42,13 @@ std::string shape_str(const Shape& s) {
 
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s) {
+    // A product past 2^62 elements is no real tensor: it comes from a corrupt file or a bad config
+    // and would otherwise wrap around into a small, wrong allocation.
+    FF_CHECK(d >= 0 && (d == 0 || n <= (int64_t{1} << 62) / d), "shape ", shape_str(s),
+             " has a negative dimension or too many elements");
+    n *= d;
+  }
   return n;
 }
 
@@ -104,7 +110,10 @@ TensorImpl& Tensor::impl() const {
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device dev) {
   for (int64_t d : shape) FF_CHECK(d >= 0, "negative dimension in shape ", shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>((size_t)shape_numel(shape) * dtype_size(dtype), dev);
+  const int64_t numel = shape_numel(shape);
+  FF_CHECK((uint64_t)numel <= (uint64_t{1} << 62) / dtype_size(dtype), "shape ", shape_str(shape), " of ",
+           dtype_name(dtype), " is too large to allocate");
+  impl->storage = std::make_shared<Storage>((size_t)numel * dtype_size(dtype), dev);
   impl->shape = shape;
   impl->dtype = dtype;
   return Tensor(std::move(impl));

@@ -1,26 +1,20 @@
-// CPU steps of the margin softmax cross-entropy (see margin_softmax.h): OpenBLAS GEMMs, OpenMP
-// over rows. Every per-row loop is sequential within its row, so results depend on the thread
-// count only through the GEMMs (OpenBLAS splits them the same way for the same thread count).
+// CPU steps of the margin softmax cross-entropy (see margin_softmax.h): the three B x C x d products
+// through cpu::gemm (OpenBLAS, kept single-threaded: kernels/cpu/gemm.h), the per-row work OpenMP
+// over rows. Every per-row loop is sequential within its row, so results do not depend on the
+// thread count. The products run on one core: at hundreds of thousands of classes they dominate a
+// CPU step (gemm_parallel would spread them, at the price of another summation order than the
+// committed reference results and the CUDA twin's tests were made with).
 #include "kernels/cpu/margin_softmax.h"
-
-#include <cblas.h>
 
 #include <algorithm>
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/gemm.h"
+
 namespace ff::cpu {
 
 namespace {
-
-void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-          int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, 0.0f, c, (int)ldc);
-}
-void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
-          int64_t lda, const double* b, int64_t ldb, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, 0.0, c, (int)ldc);
-}
 
 inline double inv_norm(double n) { return 1.0 / std::max(n, kNormEps); }
 
@@ -79,7 +73,7 @@ void row_norms(int64_t n, int64_t d, const T* x, double* norms) {
 template <class T>
 void cosine_logits(int64_t B, int64_t C, int64_t d, const T* f, const double* f_norm, const T* w, const double* w_norm,
                    T* buf) {
-  gemm(CblasNoTrans, CblasTrans, B, C, d, T(1), f, d, w, d, buf, C);
+  gemm(false, true, B, C, d, T(1), f, d, w, d, T(0), buf, C);
   std::vector<double> inv_w = inv_norms(C, w_norm);
 #pragma omp parallel for schedule(static) if (B * C > 32768)
   for (int64_t i = 0; i < B; ++i) {
@@ -181,11 +175,11 @@ template <class T>
 void margin_backward(int64_t B, int64_t C, int64_t d, const T* f, const double* f_norm, const T* w,
                      const double* w_norm, const T* buf, double grad_out, T* grad_f, T* grad_w) {
   if (grad_f) {
-    gemm(CblasNoTrans, CblasNoTrans, B, d, C, (T)grad_out, buf, C, w, d, grad_f, d);
+    gemm(false, false, B, d, C, (T)grad_out, buf, C, w, d, T(0), grad_f, d);
     project_rows(B, d, f, f_norm, grad_f);
   }
   if (grad_w) {
-    gemm(CblasTrans, CblasNoTrans, C, d, B, (T)grad_out, buf, C, f, d, grad_w, d);
+    gemm(true, false, C, d, B, (T)grad_out, buf, C, f, d, T(0), grad_w, d);
     project_rows(C, d, w, w_norm, grad_w);
   }
 }

@@ -87,6 +87,16 @@ TEST(Autograd, BackwardOfNonScalarNeedsAGradient) {
   EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{2, 20}));
 }
 
+// A shape whose element count does not fit is refused, not wrapped into a small allocation.
+TEST(Tensor, OverflowingShapesAreRefused) {
+  const int64_t big = int64_t{1} << 40;
+  EXPECT_THROW(Tensor::empty({big, big}), Error);
+  EXPECT_THROW(Tensor::empty({int64_t{1} << 61}, DType::F64), Error);
+  EXPECT_THROW(shape_numel({int64_t{1} << 55, 512}), Error);
+  EXPECT_EQ(shape_numel({big, 0, big}), 0);
+  EXPECT_EQ(shape_numel({3, 5, 7}), 105);
+}
+
 TEST(Tensor, DtypeConversionsRoundTrip) {
   Tensor x = Tensor::from({3}, {1.5, -2.25, 3.0}, DType::F64);
   EXPECT_EQ(x.to(DType::F32).to(DType::F64).to_vector(), x.to_vector());

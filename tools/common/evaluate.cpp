@@ -47,11 +47,13 @@ Tensor images_to_tensor(const std::vector<data::Image>& images, size_t begin, si
   const int64_t h = first.height, w = first.width, n = (int64_t)(end - begin);
   Tensor t = Tensor::empty({n, 3, h, w});
   float* out = t.data<float>();
+  // Checked before the parallel loop: an exception must not leave an OpenMP region.
+  for (size_t i = begin; i < end; ++i)
+    FF_CHECK(images[i].height == h && images[i].width == w && images[i].channels == 3, "images_to_tensor: image ", i,
+             " is ", images[i].height, "x", images[i].width, "x", images[i].channels, ", expected ", h, "x", w, "x3");
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const data::Image& img = images[begin + i];
-    FF_CHECK(img.height == h && img.width == w && img.channels == 3, "images_to_tensor: image ", begin + i, " is ",
-             img.height, "x", img.width, "x", img.channels, ", expected ", h, "x", w, "x3");
     for (int64_t c = 0; c < 3; ++c)
       for (int64_t y = 0; y < h; ++y)
         for (int64_t x = 0; x < w; ++x) {

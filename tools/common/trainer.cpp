@@ -131,6 +131,26 @@ MarginConfig margin_config_from(const Config& cfg) {
   return m;
 }
 
+std::vector<ParamRef> model_param_refs(FaceModel& model) {
+  const NamedTensors params = model.backbone().named_parameters();
+  std::map<std::string, int64_t> dims;
+  for (auto& [name, t] : params) dims[name] = t.dim();
+  // BatchNorm and PReLU tensors are 1-D and not the bias of a layer whose weight is a matrix or a
+  // kernel (fc.bias keeps its weight decay under optim.no_decay_bn).
+  auto norm_or_prelu = [&](const std::string& name, const Tensor& t) {
+    const std::string suffix = ".bias";
+    if (t.dim() != 1) return false;
+    if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      return true;
+    auto w = dims.find(name.substr(0, name.size() - suffix.size()) + ".weight");
+    return w == dims.end() || w->second == 1;
+  };
+  std::vector<ParamRef> refs;
+  for (auto& [name, t] : params) refs.push_back({name, t, false, norm_or_prelu(name, t)});
+  refs.push_back({"head.weight", model.centres(), true, false});
+  return refs;
+}
+
 Config resolved_config(const Config& cfg, const PerturbConfig& p, const MarginConfig& m) {
   Config r = cfg;
   auto exact = [](double v) {
@@ -152,11 +172,11 @@ Config resolved_config(const Config& cfg, const PerturbConfig& p, const MarginCo
 namespace {
 
 // Keys a resumed run may change without changing what it computes: output, logging, evaluation,
-// checkpointing, threads and the device.
+// checkpointing and threads (not the device: CPU and CUDA kernels round differently).
 bool harmless_on_resume(const std::string& key) {
-  static const char* keys[] = {"data.val",        "data.workers",     "train.device",    "train.threads",
-                               "train.output",    "train.log_every",  "train.eval_every", "train.save_every",
-                               "train.keep",      "train.eval_batch"};
+  static const char* keys[] = {"data.val",        "data.workers",     "train.threads",    "train.output",
+                               "train.log_every", "train.eval_every", "train.save_every", "train.keep",
+                               "train.eval_batch"};
   for (const char* k : keys)
     if (key == k) return true;
   return false;
@@ -325,9 +345,7 @@ int run_training(const Config& cfg, const TrainOptions& opts) {
 
   const PerturbConfig pcfg = perturb_config_from(cfg);
   const Config run_cfg = resolved_config(cfg, pcfg, mcfg.margin);
-  std::vector<ParamRef> refs;
-  for (auto& [name, t] : model.backbone().named_parameters()) refs.push_back({name, t, false, t.dim() == 1});
-  refs.push_back({"head.weight", model.centres(), true, false});
+  std::vector<ParamRef> refs = model_param_refs(model);
   GroupingOptions gopt;
   gopt.weight_decay = cfg.get_double("optim.weight_decay");
   gopt.no_decay_on_flagged = cfg.get_bool("optim.no_decay_bn");

@@ -7,6 +7,7 @@
 
 #include "data/dataset.h"
 #include "models/face_model.h"
+#include "optim/param_groups.h"
 #include "optim/perturb.h"
 #include "tools/common/config.h"
 
@@ -23,6 +24,9 @@ struct TrainOptions {
 // The method's perturbation settings: its preset, then every key the config sets explicitly.
 PerturbConfig perturb_config_from(const Config& cfg);
 MarginConfig margin_config_from(const Config& cfg);
+// The parameters an optimizer steps, in order: the backbone's (BatchNorm and PReLU tensors flagged
+// for optim.no_decay_bn), then the class centres as "head.weight".
+std::vector<ParamRef> model_param_refs(FaceModel& model);
 // cfg with the values the run uses written in for the keys whose defaults depend on the method or
 // the margin type (method.rho/adaptive/normalize/loss/head, head.m1/m2/m3).
 Config resolved_config(const Config& cfg, const PerturbConfig& p, const MarginConfig& m);

@@ -14,7 +14,7 @@ mkdir -p "$WORK/obj"
 python3 "$HERE/transform.py" "$REPO" "$WORK/src"
 FLAGS=(-std=c++20 -O2 -g -U_FORTIFY_SOURCE -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -DFLATFACE_HAVE_CUDA=1
   -I"$HERE" -I"$WORK/src" -I"$REPO" -I/usr/include/x86_64-linux-gnu/openblas-pthread)
-SRC=("$WORK"/src/kernels/cuda/*.cpp "$REPO"/kernels/cpu/{margin_softmax,perturb,sgd,adamw}.cpp
+SRC=("$WORK"/src/kernels/cuda/*.cpp "$REPO"/kernels/cpu/{margin_softmax,gemm,perturb,sgd,adamw}.cpp
   "$REPO/tests/cuda/fused_test.cpp" "$HERE/emu.cpp")
 objs=()
 for f in "${SRC[@]}"; do  # always all of them (a minute): no stale object after a header change
