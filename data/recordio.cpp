@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -224,26 +223,15 @@ std::string parent_dir(const std::string& path) {
   return dir.empty() ? "." : dir.string();
 }
 
-// A new file beside `path` that no other writer picks (pid plus a per-process counter), with the
-// mode fopen would give; its name goes to `tmp` as soon as it exists, so the caller can remove it.
+// A new file beside `path` (engine/atomic_file.h) opened for stdio; its name goes to `tmp` as soon
+// as it exists, so the caller can remove it.
 std::FILE* create_beside(const std::string& path, std::string& tmp) {
-  static std::atomic<uint64_t> counter{0};
-  const std::filesystem::path target(path);
-  for (int attempt = 0;; ++attempt) {
-    std::string name = msg(".", target.filename().string(), ".tmp.", ::getpid(), ".", counter++);
-    std::string candidate = (std::filesystem::path(parent_dir(path)) / name).string();
-    int fd = ::open(candidate.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd >= 0) {
-      tmp = candidate;
-      std::FILE* f = ::fdopen(fd, "wb");
-      if (f) return f;
-      int e = errno;
-      ::close(fd);
-      throw Error(msg("cannot open '", tmp, "' (to write '", path, "'): ", std::strerror(e)));
-    }
-    FF_CHECK(errno == EEXIST && attempt < 100, "cannot create a temporary file beside '", path,
-             "': ", std::strerror(errno));
-  }
+  const int fd = create_temp_beside(path, tmp);
+  std::FILE* f = ::fdopen(fd, "wb");
+  if (f) return f;
+  const int e = errno;
+  ::close(fd);
+  throw Error(msg("cannot open '", tmp, "' (to write '", path, "'): ", std::strerror(e)));
 }
 }  // namespace
 

@@ -42,26 +42,32 @@ void FileWriter::write(const void* data, size_t bytes) {
   }
 }
 
-void write_file_atomically(const std::string& path, const std::function<void(FileWriter&)>& fill) {
+int create_temp_beside(const std::string& path, std::string& tmp_path) {
   namespace fs = std::filesystem;
-  FF_CHECK(!path.empty(), "write_file_atomically: empty path");
+  FF_CHECK(!path.empty(), "create_temp_beside: empty path");
   fs::path target(path);
   fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
   // A name no other writer (thread or process) picks: pid plus a per-process counter.
   static std::atomic<uint64_t> counter{0};
-  TempFile tmp;
-  for (int attempt = 0; tmp.fd < 0; ++attempt) {
+  for (int attempt = 0;; ++attempt) {
     std::string candidate = (dir / msg(".", target.filename().string(), ".tmp.", ::getpid(), ".", counter++)).string();
     int fd = ::open(candidate.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd >= 0) {
-      tmp.fd = fd;
-      tmp.path = candidate;
-    } else {
-      int e = errno;
-      FF_CHECK(e == EEXIST && attempt < 100, "cannot create a temporary file in ", dir.string(), " to write ", path,
-               ": ", errno_text(e));
+      tmp_path = candidate;
+      return fd;
     }
+    int e = errno;
+    FF_CHECK(e == EEXIST && attempt < 100, "cannot create a temporary file in ", dir.string(), " to write ", path,
+             ": ", errno_text(e));
   }
+}
+
+void write_file_atomically(const std::string& path, const std::function<void(FileWriter&)>& fill) {
+  namespace fs = std::filesystem;
+  fs::path target(path);
+  fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  TempFile tmp;
+  tmp.fd = create_temp_beside(path, tmp.path);
   FileWriter writer(tmp.fd, tmp.path);
   fill(writer);
   FF_CHECK(::fsync(tmp.fd) == 0, "fsync of ", tmp.path, " (for ", path, ") failed: ", errno_text(errno));

@@ -29,6 +29,11 @@ class FileWriter {
 // of `fill` is passed on as it is). The new file gets mode 0666 minus the umask.
 void write_file_atomically(const std::string& path, const std::function<void(FileWriter&)>& fill);
 
+// Creates a new, empty temporary file in the directory of `path` (a name no other thread or process
+// picks; mode 0666 minus the umask) and returns its descriptor; its name goes to `tmp_path`. For
+// writers that cannot use write_file_atomically (several files, seeks): they rename it into place.
+int create_temp_beside(const std::string& path, std::string& tmp_path);
+
 // fsyncs directory `dir` so renames and new entries in it survive a crash; `what` names the
 // written thing in the error.
 void sync_directory(const std::string& dir, const std::string& what);
